@@ -1,0 +1,76 @@
+"""Timestamps: every accepted input shape to Unix seconds (float), and back to ISO 8601 UTC."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+
+from .errors import InvalidQuery
+
+TimestampInput = datetime | str | int | float
+
+# Unix seconds outside [1970, 9999] are almost certainly unit mistakes (ms, µs) or garbage.
+MIN_UNIX_SECONDS = 0.0
+MAX_UNIX_SECONDS = 253402300799.0  # 9999-12-31T23:59:59Z
+
+
+def datetime_to_unix(value: datetime) -> float:
+    """An aware datetime to Unix seconds; a naive one is taken as UTC."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.timestamp()
+
+
+def parse_timestamp(value: object) -> float:
+    """Parse an event or query timestamp to Unix seconds.
+
+    Accepts ISO 8601 strings (``Z``, ``+02:00`` offsets, fractional seconds, no offset = UTC),
+    JSON numbers (Unix seconds) and ``datetime`` objects (naive = UTC). Raises ``ValueError``
+    with a readable message for anything else.
+
+    >>> parse_timestamp("1970-01-01T01:00:00+01:00")
+    0.0
+    >>> parse_timestamp(86400)
+    86400.0
+    """
+    if isinstance(value, bool):
+        raise ValueError("timestamp must be an ISO 8601 string or Unix seconds, not a boolean")
+    if isinstance(value, datetime):
+        seconds = datetime_to_unix(value)
+    elif isinstance(value, int | float):
+        seconds = float(value)
+        if not math.isfinite(seconds):
+            raise ValueError("timestamp is not finite")
+    elif isinstance(value, str):
+        text = value.strip()
+        if not text or len(text) > 64:
+            raise ValueError("timestamp string is empty or too long")
+        try:
+            seconds = datetime_to_unix(datetime.fromisoformat(text))
+        except ValueError:
+            raise ValueError(f"timestamp {value[:64]!r} is not ISO 8601") from None
+    else:
+        raise ValueError("timestamp must be an ISO 8601 string or Unix seconds")
+    if not MIN_UNIX_SECONDS <= seconds <= MAX_UNIX_SECONDS:
+        raise ValueError("timestamp is outside 1970-01-01..9999-12-31")
+    return seconds
+
+
+def parse_as_of(value: object, *, now: float) -> float:
+    """A query's ``as_of``: None means now; otherwise any shape ``parse_timestamp`` accepts."""
+    if value is None:
+        return now
+    try:
+        return parse_timestamp(value)
+    except ValueError as exc:
+        raise InvalidQuery(f"as_of: {exc}") from None
+
+
+def unix_to_iso(seconds: float) -> str:
+    """Unix seconds to ISO 8601 in UTC with a ``Z`` suffix (microseconds only when present).
+
+    >>> unix_to_iso(0)
+    '1970-01-01T00:00:00Z'
+    """
+    moment = datetime.fromtimestamp(seconds, tz=UTC)
+    return moment.isoformat().replace("+00:00", "Z")
