@@ -73,9 +73,7 @@ def decode_event(data: bytes, *, now: float, max_future_skew_seconds: float = 86
     return validate_event(obj, now=now, max_future_skew_seconds=max_future_skew_seconds, raw=data)
 
 
-def validate_event(
-    obj: object, *, now: float, max_future_skew_seconds: float = 86400.0, raw: object = None
-) -> Event:
+def validate_event(obj: object, *, now: float, max_future_skew_seconds: float = 86400.0, raw: object = None) -> Event:
     """Check a decoded JSON value against SPEC §2 and build the typed event."""
     raw = obj if raw is None else raw
     if not isinstance(obj, dict):
@@ -94,16 +92,12 @@ def validate_event(
         field = "amount" if "amount" in obj or "value" not in obj else "value"
         return PurchaseEvent(amount=check.number(field), order_id=check.optional_id("order_id"), **common)
     if event_type == "session":
-        return SessionEvent(
-            duration_seconds=check.number("duration_seconds"), device=check.device(), **common
-        )
+        return SessionEvent(duration_seconds=check.number("duration_seconds"), device=check.device(), **common)
     if event_type == "cart":
         status: str = check.required("status", str)
         if status not in ("converted", "abandoned"):
             raise InvalidEvent("bad_value", "status must be 'converted' or 'abandoned'", raw)
-        return CartEvent(
-            converted=status == "converted", value=check.number("value", optional=True), **common
-        )
+        return CartEvent(converted=status == "converted", value=check.number("value", optional=True), **common)
     if event_type == "support":
         escalated = obj.get("escalated", False)
         if escalated is None:

@@ -167,9 +167,7 @@ def flat_features(
 
 def summarize(features: Mapping[str, Any], metadata: Mapping[str, Any]) -> dict[str, Any]:
     """Nest flat features into the summary sections, plus the profile metadata."""
-    summary: dict[str, Any] = {
-        key: features[key] for key in ("customer_id", "as_of", "window_days", "has_history")
-    }
+    summary: dict[str, Any] = {key: features[key] for key in ("customer_id", "as_of", "window_days", "has_history")}
     for section, names in SUMMARY_SECTIONS.items():
         summary[section] = {name: features[name] for name in names}
     summary["metadata"] = dict(metadata)
@@ -214,9 +212,7 @@ def cohort_summary(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     for name in NUMERIC_FIELDS:
         values = [row[name] for row in rows if row[name] is not None]
         means[name] = sum(values) / len(values) if values else None
-    flag_rates = {
-        name: (sum(1 for row in rows if row[name]) / count if count else 0.0) for name in FLAG_FIELDS
-    }
+    flag_rates = {name: (sum(1 for row in rows if row[name]) / count if count else 0.0) for name in FLAG_FIELDS}
     trend_counts = dict.fromkeys(ACTIVITY_TRENDS, 0)
     for row in rows:
         trend_counts[row["activity_trend"]] += 1

@@ -56,9 +56,7 @@ class CustomerActivityFeatures:
 
     def ingest(self, event: Mapping[str, Any]) -> Outcome:
         """Apply one event in the §2 JSON shape. Raises ``InvalidEvent`` and changes nothing if bad."""
-        typed = validate_event(
-            event, now=self._clock(), max_future_skew_seconds=self.settings.max_future_skew_seconds
-        )
+        typed = validate_event(event, now=self._clock(), max_future_skew_seconds=self.settings.max_future_skew_seconds)
         return self.apply(typed)
 
     def apply(self, event: Event) -> Outcome:
@@ -218,9 +216,7 @@ class CustomerActivityFeatures:
     def get_average_session_duration(self, customer_id: str, days: int = 30, as_of: object = None) -> float:
         return float(self._window_feature("average_session_duration", customer_id, days, as_of))
 
-    def get_device_usage_pattern(
-        self, customer_id: str, days: int = 30, as_of: object = None
-    ) -> dict[str, int]:
+    def get_device_usage_pattern(self, customer_id: str, days: int = 30, as_of: object = None) -> dict[str, int]:
         return dict(self._window_feature("device_usage", customer_id, days, as_of))
 
     def get_primary_device(self, customer_id: str, days: int = 30, as_of: object = None) -> str | None:
@@ -256,21 +252,15 @@ class CustomerActivityFeatures:
         long = self._totals(customer_id, t.long_window_days, moment)
         return tradeoff_indicators(short, long, self.get_purchase_recency(customer_id, moment), t)
 
-    def get_all_features(
-        self, customer_id: str, days: int | None = None, as_of: object = None
-    ) -> dict[str, Any]:
+    def get_all_features(self, customer_id: str, days: int | None = None, as_of: object = None) -> dict[str, Any]:
         resolved_days, moment = self._resolve(days, as_of)
         return self._flat(customer_id, resolved_days, moment)
 
     def _flat(self, customer_id: str, days: int, as_of: float) -> dict[str, Any]:
         state = self._customers.get(customer_id) if isinstance(customer_id, str) else None
-        return flat_features(
-            customer_id, state.tiles if state else {}, days=days, as_of=as_of, settings=self.settings
-        )
+        return flat_features(customer_id, state.tiles if state else {}, days=days, as_of=as_of, settings=self.settings)
 
-    def get_feature_summary(
-        self, customer_id: str, days: int | None = None, as_of: object = None
-    ) -> dict[str, Any]:
+    def get_feature_summary(self, customer_id: str, days: int | None = None, as_of: object = None) -> dict[str, Any]:
         resolved_days, moment = self._resolve(days, as_of)
         state = self._customers.get(customer_id) if isinstance(customer_id, str) else None
         return summarize(self._flat(customer_id, resolved_days, moment), state.metadata() if state else {})

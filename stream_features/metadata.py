@@ -84,8 +84,7 @@ class _Walker:
             inner = (*path, id(value))
             if isinstance(value, Mapping):
                 return {
-                    _key(k): self.value(v, depth=depth + 1, path=inner)
-                    for k, v in _bounded_items(value, MAX_ITEMS)
+                    _key(k): self.value(v, depth=depth + 1, path=inner) for k, v in _bounded_items(value, MAX_ITEMS)
                 }
             return [self.value(v, depth=depth + 1, path=inner) for v in value[:MAX_ITEMS]]
         return _safe_str(value)

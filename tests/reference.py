@@ -64,9 +64,7 @@ def features(accepted: list[Event], *, days: int, as_of: float, settings: Engine
         "purchase_recency_days": recency,
         "session_count": len(sessions),
         "session_frequency": len(sessions) * 30 / days,
-        "average_session_duration": (
-            sum(s.duration_seconds for s in sessions) / len(sessions) if sessions else 0.0
-        ),
+        "average_session_duration": (sum(s.duration_seconds for s in sessions) / len(sessions) if sessions else 0.0),
         "device_usage": devices,
         "primary_device": sorted(devices, key=lambda d: (-devices[d], d))[0] if devices else None,
         "converted_cart_count": converted,

@@ -136,9 +136,7 @@ def test_value_alias_and_types() -> None:
         {"type": "session", "customer_id": "c", "timestamp": 0, "duration_seconds": 3, "device": "  MoBiLe "}
     )
     assert isinstance(session, SessionEvent) and session.device == "mobile"
-    blank = _decode(
-        {"type": "session", "customer_id": "c", "timestamp": 0, "duration_seconds": 3, "device": " "}
-    )
+    blank = _decode({"type": "session", "customer_id": "c", "timestamp": 0, "duration_seconds": 3, "device": " "})
     assert isinstance(blank, SessionEvent) and blank.device == "unknown"
     cart = _decode({"type": "cart", "customer_id": "c", "timestamp": 0, "status": "abandoned", "value": None})
     assert isinstance(cart, CartEvent) and not cart.converted and cart.value is None

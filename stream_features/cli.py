@@ -1,0 +1,274 @@
+"""``stream-features``: consume, serve, features, produce, generate. Bad input: a one-line error."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from .config import ServiceConfig, config_from_env, redis_client
+from .errors import StreamFeaturesError
+from .logs import configure_logging
+from .timeparse import parse_timestamp
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
+    return value
+
+
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} must be between 0 and 1")
+    return value
+
+
+def _timestamp(text: str) -> float:
+    try:
+        return parse_timestamp(float(text) if text.replace(".", "", 1).isdigit() else text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _add_connection_flags(parser: argparse.ArgumentParser, *, kafka: bool = True) -> None:
+    if kafka:
+        parser.add_argument("--bootstrap-servers", help="Kafka bootstrap servers (env KAFKA_BOOTSTRAP_SERVERS)")
+        parser.add_argument("--topic", help="events topic (env STREAM_FEATURES_TOPIC, default customer-events)")
+        parser.add_argument(
+            "--kafka-option",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="extra librdkafka setting, e.g. security.protocol=SASL_SSL (repeatable)",
+        )
+    parser.add_argument("--redis-url", help="Redis URL, auth and TLS included (env REDIS_URL)")
+    parser.add_argument("--key-prefix", help="Redis key prefix (env STREAM_FEATURES_KEY_PREFIX, default sf)")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="stream-features", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    consume = sub.add_parser("consume", help="run the Kafka → Redis consumer")
+    _add_connection_flags(consume)
+    consume.add_argument("--group", help="consumer group (env STREAM_FEATURES_GROUP)")
+    consume.add_argument("--batch-size", type=_positive_int, help="records per batch (default 5000)")
+    consume.add_argument("--metrics-port", type=int, help="Prometheus port, 0 = off (default 9464)")
+    consume.add_argument("--metrics-host", default="127.0.0.1")
+    consume.add_argument("--exit-when-idle", type=float, metavar="SECONDS", help="stop after this long with no records")
+
+    serve = sub.add_parser("serve", help="run the HTTP API")
+    _add_connection_flags(serve, kafka=False)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--status-bootstrap-servers", help="Kafka for the status page's lag view (optional)")
+
+    features = sub.add_parser("features", help="print one customer's features")
+    _add_connection_flags(features, kafka=False)
+    features.add_argument("customer_id")
+    features.add_argument("--days", type=_positive_int, default=30)
+    features.add_argument("--as-of", help="ISO 8601 time or Unix seconds (default now)")
+    features.add_argument("--summary", action="store_true", help="nested summary with metadata")
+    features.add_argument("--json", action="store_true", help="JSON output for scripts")
+
+    produce = sub.add_parser("produce", help="send JSONL events (FILE or -) to the topic")
+    _add_connection_flags(produce)
+    produce.add_argument("file", help="JSONL file, or - for standard input")
+    produce.add_argument("--no-progress", action="store_true")
+
+    generate = sub.add_parser("generate", help="write realistic synthetic events as JSONL")
+    generate.add_argument("--customers", type=_positive_int, default=1000)
+    generate.add_argument("--events", type=_positive_int, default=20000)
+    generate.add_argument("--days", type=_positive_int, default=120, help="history length ending at --end")
+    generate.add_argument("--end", type=_timestamp, help="last event time (default now)")
+    generate.add_argument("--seed", type=int, default=7)
+    generate.add_argument("--invalid-rate", type=_rate, default=0.01)
+    generate.add_argument("--duplicate-rate", type=_rate, default=0.01)
+    generate.add_argument("--output", "-o", default="-", help="file, or - for standard output")
+    return parser
+
+
+def _config(args: argparse.Namespace) -> ServiceConfig:
+    config = config_from_env()
+    options = dict(config.kafka_options)
+    for item in getattr(args, "kafka_option", []):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise StreamFeaturesError(f"--kafka-option expects KEY=VALUE, got {item!r}")
+        options[key] = value
+    return config.with_overrides(
+        kafka_bootstrap_servers=getattr(args, "bootstrap_servers", None),
+        topic=getattr(args, "topic", None),
+        group_id=getattr(args, "group", None),
+        redis_url=getattr(args, "redis_url", None),
+        key_prefix=getattr(args, "key_prefix", None),
+        batch_size=getattr(args, "batch_size", None),
+        metrics_port=getattr(args, "metrics_port", None),
+        kafka_options=options,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(getattr(args, "log_level", "warning"))
+    try:
+        return int(_COMMANDS[args.command](args))
+    except StreamFeaturesError as exc:
+        print(f"stream-features: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _cmd_consume(args: argparse.Namespace) -> int:
+    from prometheus_client import start_http_server
+
+    from .consumer import FeatureConsumer, describe_state
+
+    config = _config(args)
+    consumer = FeatureConsumer(config)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: consumer.stop_event.set())
+    if config.metrics_port:
+        start_http_server(config.metrics_port, addr=args.metrics_host, registry=consumer.metrics.registry)
+    consumer.start()
+    stats = consumer.run(exit_when_idle_seconds=args.exit_when_idle)
+    print(json.dumps(describe_state(stats)), file=sys.stderr)
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .api import create_app
+
+    config = _config(args)
+    app = create_app(config, kafka_bootstrap_servers=args.status_bootstrap_servers)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
+    return 0
+
+
+def _cmd_features(args: argparse.Namespace) -> int:
+    from .store.reader import FeatureReader
+
+    config = _config(args)
+    client = redis_client(config, socket_timeout=5, socket_connect_timeout=3)
+    reader = FeatureReader(client, config.engine, prefix=config.key_prefix)
+    try:
+        if args.summary:
+            result = reader.get_summary(args.customer_id, days=args.days, as_of=args.as_of)
+        else:
+            result = reader.get_features(args.customer_id, days=args.days, as_of=args.as_of)
+    except OSError as exc:
+        raise StreamFeaturesError(f"Redis at {config.describe()['redis_url']} is not reachable: {exc}") from None
+    except Exception as exc:
+        import redis
+
+        if isinstance(exc, redis.RedisError):
+            raise StreamFeaturesError(f"Redis at {config.describe()['redis_url']} is not reachable: {exc}") from None
+        raise
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        _print_table(result)
+    return 0
+
+
+def _print_table(result: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"customer {result['customer_id']}  ·  {result['window_days']} days as of {result['as_of']}")
+    table.add_column("feature")
+    table.add_column("value", justify="right")
+
+    def add(prefix: str, values: dict[str, Any]) -> None:
+        for name, value in values.items():
+            if name in ("customer_id", "as_of", "window_days"):
+                continue
+            if isinstance(value, dict) and name != "device_usage" and name != "metadata":
+                add(f"{name}.", value)
+                continue
+            shown = (
+                f"{value:.4g}"
+                if isinstance(value, float)
+                else json.dumps(value)
+                if isinstance(value, dict)
+                else str(value)
+            )
+            table.add_row(prefix + name, shown)
+
+    add("", result)
+    Console().print(table)
+
+
+def _cmd_produce(args: argparse.Namespace) -> int:
+    from .producer import produce_lines
+
+    config = _config(args)
+    if args.file == "-":
+        sent = produce_lines(sys.stdin.buffer, config, show_progress=not args.no_progress)
+    else:
+        path = Path(args.file)
+        if not path.is_file():
+            raise StreamFeaturesError(f"no such file: {args.file}")
+        with path.open("rb") as handle:
+            total = sum(1 for _ in handle)
+        with path.open("rb") as handle:
+            sent = produce_lines(handle, config, total=total, show_progress=not args.no_progress)
+    print(f"produced {sent} records to {config.topic}", file=sys.stderr)
+    return 0
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from .generate import GeneratorOptions, generate_events
+
+    end = args.end if args.end is not None else time.time()
+    options = GeneratorOptions(
+        customers=args.customers,
+        events=args.events,
+        start=end - args.days * 86400,
+        end=end,
+        seed=args.seed,
+        invalid_rate=args.invalid_rate,
+        duplicate_rate=args.duplicate_rate,
+    )
+    out = sys.stdout.buffer if args.output == "-" else open(args.output, "wb")  # noqa: SIM115
+    try:
+        for line in generate_events(options):
+            out.write(line + b"\n")
+    finally:
+        if out is not sys.stdout.buffer:
+            out.close()
+        else:
+            out.flush()
+    return 0
+
+
+_COMMANDS = {
+    "consume": _cmd_consume,
+    "serve": _cmd_serve,
+    "features": _cmd_features,
+    "produce": _cmd_produce,
+    "generate": _cmd_generate,
+}

@@ -1,0 +1,137 @@
+"""Service configuration: one frozen object built from flags and environment. Secrets never printed."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from .errors import ConfigurationError
+from .settings import EngineSettings, Thresholds
+
+KAFKA_OPTION_ENV_PREFIX = "STREAM_FEATURES_KAFKA_"
+_SECRET_WORDS = ("password", "secret", "key", "token")
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceConfig:
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    topic: str = "customer-events"
+    group_id: str = "stream-features"
+    # Extra librdkafka settings (SASL/SSL, timeouts...), passed through as given.
+    kafka_options: Mapping[str, str] = field(default_factory=dict)
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_cluster: bool = False
+    key_prefix: str = "sf"
+    batch_size: int = 5000
+    batch_timeout_seconds: float = 0.25
+    metrics_port: int = 9464
+    engine: EngineSettings = field(default_factory=EngineSettings)
+
+    @property
+    def dlq_topic(self) -> str:
+        return f"{self.topic}.dlq"
+
+    def describe(self) -> dict[str, Any]:
+        """Settings for logs, with secrets masked."""
+        options = {
+            k: ("***" if any(w in k.lower() for w in _SECRET_WORDS) else v) for k, v in self.kafka_options.items()
+        }
+        return {
+            "kafka_bootstrap_servers": self.kafka_bootstrap_servers,
+            "topic": self.topic,
+            "group_id": self.group_id,
+            "kafka_options": options,
+            "redis_url": _mask_url(self.redis_url),
+            "redis_cluster": self.redis_cluster,
+            "key_prefix": self.key_prefix,
+            "batch_size": self.batch_size,
+            "tile_seconds": self.engine.tile_seconds,
+            "retention_days": self.engine.retention_days,
+        }
+
+    def with_overrides(self, **changes: Any) -> ServiceConfig:
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def _mask_url(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if "@" not in rest:
+        return url
+    return f"{scheme}{sep}***@{rest.rpartition('@')[2]}"
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a whole number, got {raw!r}") from None
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a number, got {raw!r}") from None
+
+
+def engine_settings_from_env(env: Mapping[str, str]) -> EngineSettings:
+    thresholds = Thresholds()
+    raw_thresholds = env.get("STREAM_FEATURES_THRESHOLDS")
+    if raw_thresholds:
+        import json
+
+        try:
+            values = json.loads(raw_thresholds)
+        except json.JSONDecodeError:
+            raise ConfigurationError("STREAM_FEATURES_THRESHOLDS must be a JSON object") from None
+        if not isinstance(values, dict):
+            raise ConfigurationError("STREAM_FEATURES_THRESHOLDS must be a JSON object")
+        thresholds = Thresholds.from_mapping(values)
+    return EngineSettings(
+        tile_seconds=_int(env, "STREAM_FEATURES_TILE_SECONDS", 3600),
+        retention_days=_int(env, "STREAM_FEATURES_RETENTION_DAYS", 400),
+        max_future_skew_seconds=_float(env, "STREAM_FEATURES_MAX_FUTURE_SKEW_SECONDS", 86400.0),
+        dedup_horizon_seconds=_float(env, "STREAM_FEATURES_DEDUP_HORIZON_SECONDS", 7 * 86400.0),
+        thresholds=thresholds,
+    )
+
+
+def config_from_env(env: Mapping[str, str] | None = None) -> ServiceConfig:
+    """Read every setting from the environment (flags override later, see the CLI)."""
+    env = os.environ if env is None else env
+    kafka_options = {
+        name[len(KAFKA_OPTION_ENV_PREFIX) :].lower().replace("_", "."): value
+        for name, value in env.items()
+        if name.startswith(KAFKA_OPTION_ENV_PREFIX)
+    }
+    defaults = ServiceConfig()
+    return ServiceConfig(
+        kafka_bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS", defaults.kafka_bootstrap_servers),
+        topic=env.get("STREAM_FEATURES_TOPIC", defaults.topic),
+        group_id=env.get("STREAM_FEATURES_GROUP", defaults.group_id),
+        kafka_options=kafka_options,
+        redis_url=env.get("REDIS_URL", defaults.redis_url),
+        redis_cluster=env.get("REDIS_CLUSTER", "").lower() in ("1", "true", "yes"),
+        key_prefix=env.get("STREAM_FEATURES_KEY_PREFIX", defaults.key_prefix),
+        batch_size=_int(env, "STREAM_FEATURES_BATCH_SIZE", defaults.batch_size),
+        metrics_port=_int(env, "STREAM_FEATURES_METRICS_PORT", defaults.metrics_port),
+        engine=engine_settings_from_env(env),
+    )
+
+
+def redis_client(config: ServiceConfig, **kwargs: Any) -> Any:
+    """A redis-py client (or cluster client) for the configured URL; auth/TLS come from the URL."""
+    import redis
+    from redis.cluster import RedisCluster
+
+    if config.redis_cluster:
+        return RedisCluster.from_url(config.redis_url, **kwargs)
+    return redis.Redis.from_url(config.redis_url, **kwargs)

@@ -1,0 +1,313 @@
+"""The streaming path: Kafka records → validated events → Redis state, effectively once.
+
+Commit order, per batch (the whole guarantee rests on it):
+
+1. decode every record; invalid ones are set aside as dead letters;
+2. apply the valid events to Redis: one atomic Lua call per group of customers, which also
+   records per customer the last offset applied per partition, so a redelivered record is
+   recognised and skipped (a crash anywhere below repeats the batch harmlessly);
+3. deliver the dead letters (including events the script judged too_late) and wait for acks;
+4. commit the batch's offsets to Kafka, synchronously.
+
+Redis or Kafka unavailable: the step is retried with back-off until it succeeds or the process is
+asked to stop; nothing is skipped and no offset moves past an effect that is not in Redis.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import redis
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from .config import ServiceConfig, redis_client
+from .dead_letters import DeadLetter, DeadLetterProducer
+from .errors import InvalidEvent, ServiceUnavailable
+from .events import decode_event
+from .kafka_io import client_settings, ensure_topics, wait_for_kafka
+from .metrics import ConsumerMetrics
+from .store.writer import ALREADY_REJECTED, APPLIED, DUPLICATE, TOO_LATE, PendingEvent, StateWriter
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+_TYPE_NAMES = {
+    "PurchaseEvent": "purchase",
+    "SessionEvent": "session",
+    "CartEvent": "cart",
+    "SupportEvent": "support",
+    "ProfileEvent": "profile",
+}
+
+
+class Stopped(Exception):
+    """Raised inside a retry loop when a stop was requested: leave without committing."""
+
+
+@dataclass
+class RunStats:
+    records: int = 0
+    applied: int = 0
+    duplicates: int = 0
+    dead_letters: int = 0
+    skipped_redeliveries: int = 0
+    batches: int = 0
+    by_reason: dict[str, int] = field(default_factory=dict)
+
+
+class FeatureConsumer:
+    def __init__(
+        self,
+        config: ServiceConfig,
+        *,
+        metrics: ConsumerMetrics | None = None,
+        clock: Callable[[], float] = time.time,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.config = config
+        self.metrics = metrics or ConsumerMetrics.create()
+        self._clock = clock
+        self.stop_event = stop or threading.Event()
+        self.stats = RunStats()
+        self._redis = redis_client(config, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30)
+        self._writer = StateWriter(self._redis, config.engine, prefix=config.key_prefix)
+        self._consumer: Consumer | None = None
+        self._dlq: DeadLetterProducer | None = None
+        self._last_lag_update = 0.0
+        self._newest_applied = float("-inf")
+        self._idle_since = time.monotonic()
+
+    # ----- lifecycle ---------------------------------------------------------------------------
+
+    def start(self, *, startup_attempts: int = 5) -> None:
+        """Check both services (bounded retries), create topics, subscribe."""
+        for attempt in range(1, startup_attempts + 1):
+            try:
+                self._redis.ping()
+                break
+            except redis.RedisError as exc:
+                log.warning("redis not reachable (attempt %d/%d): %s", attempt, startup_attempts, exc)
+                if attempt == startup_attempts:
+                    raise ServiceUnavailable(f"Redis did not answer after {startup_attempts} tries") from None
+                time.sleep(min(2.0 * attempt, 5.0))
+        admin = wait_for_kafka(self.config, attempts=startup_attempts)
+        ensure_topics(admin, [self.config.topic, self.config.dlq_topic])
+        self._consumer = Consumer(
+            client_settings(
+                self.config,
+                **{
+                    "group.id": self.config.group_id,
+                    "enable.auto.commit": False,
+                    "enable.auto.offset.store": False,
+                    "auto.offset.reset": "earliest",
+                    "session.timeout.ms": 6000,
+                    "heartbeat.interval.ms": 1500,
+                    "queued.min.messages": 200000,
+                    "partition.assignment.strategy": "cooperative-sticky",
+                },
+            )
+        )
+        self._consumer.subscribe(
+            [self.config.topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+        )
+        producer = Producer(client_settings(self.config, **{"enable.idempotence": True, "linger.ms": 5}))
+        self._dlq = DeadLetterProducer(producer, self.config.dlq_topic)
+        log.info("consumer started %s", self.config.describe())
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()  # leaves the group so partitions move at once
+            self._consumer = None
+        self._redis.close()
+
+    def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.metrics.rebalances.labels("assign").inc()
+        self._idle_since = time.monotonic()  # idleness counts from holding partitions
+        log.info("assigned %s", [p.partition for p in partitions])
+
+    def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Every batch is committed before the next poll, so nothing is pending here.
+        self.metrics.rebalances.labels("revoke").inc()
+        log.info("revoked %s", [p.partition for p in partitions])
+
+    def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.metrics.rebalances.labels("lost").inc()
+        log.warning("lost %s", [p.partition for p in partitions])
+
+    # ----- main loop ---------------------------------------------------------------------------
+
+    def run(self, *, exit_when_idle_seconds: float | None = None, max_batches: int | None = None) -> RunStats:
+        """Consume until stopped (or idle for ``exit_when_idle_seconds``, or ``max_batches`` batches)."""
+        if self._consumer is None:
+            self.start()
+        assert self._consumer is not None  # for the type checker; start() sets it
+        self._idle_since = time.monotonic()
+        try:
+            while not self.stop_event.is_set():
+                messages = self._consumer.consume(self.config.batch_size, self.config.batch_timeout_seconds)
+                records = [m for m in messages if self._usable(m)]
+                if not records:
+                    idle = time.monotonic() - self._idle_since
+                    if (
+                        exit_when_idle_seconds is not None
+                        and self._holds_partitions()
+                        and idle > exit_when_idle_seconds
+                    ):
+                        break
+                    continue
+                self._idle_since = time.monotonic()
+                self.process(records)
+                if max_batches is not None and self.stats.batches >= max_batches:
+                    break
+        except (Stopped, InterruptedError):
+            log.info("stopped during a batch; its offsets stay uncommitted and will be redelivered")
+        finally:
+            self.close()
+        return self.stats
+
+    def _holds_partitions(self) -> bool:
+        return self._consumer is not None and bool(self._consumer.assignment())
+
+    def _usable(self, message: Message) -> bool:
+        error = message.error()
+        if error is None:
+            return True
+        if error.fatal():
+            raise KafkaException(error)
+        if error.code() != KafkaError._PARTITION_EOF:
+            log.warning("consume error: %s", error)
+        return False
+
+    def process(self, records: list[Message]) -> None:
+        """Decode, apply, dead-letter and commit one batch (see the module docstring)."""
+        started = time.perf_counter()
+        by_customer: dict[str, list[PendingEvent]] = {}
+        letters: list[DeadLetter] = []
+        now = self._clock()
+        skew = self.config.engine.max_future_skew_seconds
+        for message in records:
+            try:
+                event = decode_event(message.value() or b"", now=now, max_future_skew_seconds=skew)
+            except InvalidEvent as exc:
+                letters.append(DeadLetter(message, exc.reason, exc.message))
+                continue
+            pending = PendingEvent(
+                event, message.topic() or "", message.partition() or 0, message.offset() or 0, message
+            )
+            by_customer.setdefault(event.customer_id, []).append(pending)
+        write_started = time.perf_counter()
+        outcomes = self._retry("redis", lambda: self._writer.apply(by_customer))
+        self.metrics.redis_write_seconds.observe(time.perf_counter() - write_started)
+        self._count(by_customer, outcomes, letters)
+        if letters:
+            assert self._dlq is not None
+            self._dlq.send_all(letters, should_stop=self.stop_event.is_set)
+            for letter in letters:
+                self.metrics.dead_letters.labels(letter.reason).inc()
+                self.stats.by_reason[letter.reason] = self.stats.by_reason.get(letter.reason, 0) + 1
+            self.stats.dead_letters += len(letters)
+        self._commit(records)
+        self.stats.records += len(records)
+        self.stats.batches += 1
+        self.metrics.batch_size.observe(len(records))
+        self.metrics.batch_seconds.observe(time.perf_counter() - started)
+        self.metrics.last_batch_time.set(time.time())
+        self._update_lag()
+
+    def _count(
+        self, by_customer: dict[str, list[PendingEvent]], outcomes: dict[str, str], letters: list[DeadLetter]
+    ) -> None:
+        newest = None
+        for customer, pending in by_customer.items():
+            for item, code in zip(pending, outcomes[customer], strict=True):
+                kind = _TYPE_NAMES[type(item.event).__name__]
+                if code == APPLIED:
+                    self.stats.applied += 1
+                    self.metrics.events.labels(kind, "applied").inc()
+                    if newest is None or item.event.timestamp > newest:
+                        newest = item.event.timestamp
+                elif code == DUPLICATE:
+                    self.stats.duplicates += 1
+                    self.metrics.duplicates.inc()
+                    self.metrics.events.labels(kind, "duplicate").inc()
+                elif code in (TOO_LATE, ALREADY_REJECTED):
+                    letters.append(DeadLetter(item.source, "too_late", "event is older than the customer's retention"))
+                    self.metrics.events.labels(kind, "invalid").inc()
+                else:
+                    self.stats.skipped_redeliveries += 1
+                    self.metrics.events.labels(kind, "redelivered").inc()
+        if newest is not None and newest > self._newest_applied:
+            self._newest_applied = newest
+            self.metrics.newest_event_time.set(newest)
+
+    def _commit(self, records: list[Message]) -> None:
+        highest: dict[tuple[str, int], int] = {}
+        for m in records:
+            key = (m.topic() or "", m.partition() or 0)
+            highest[key] = max(highest.get(key, -1), m.offset() or 0)
+        offsets = [TopicPartition(t, p, o + 1) for (t, p), o in highest.items()]
+        assert self._consumer is not None
+        for attempt in range(1, 6):
+            try:
+                self._consumer.commit(offsets=offsets, asynchronous=False)
+                return
+            except KafkaException as exc:
+                # After a rebalance the commit may be refused; the effect is in Redis already and
+                # the new owner's redelivery is skipped there, so moving on loses nothing.
+                self.metrics.retries.labels("kafka_commit").inc()
+                log.warning("offset commit failed (attempt %d): %s", attempt, exc)
+                if exc.args[0].code() in (
+                    KafkaError.UNKNOWN_MEMBER_ID,
+                    KafkaError.ILLEGAL_GENERATION,
+                    KafkaError.REBALANCE_IN_PROGRESS,
+                    KafkaError._NO_OFFSET,
+                ):
+                    return
+                time.sleep(min(0.2 * 2**attempt, 5.0))
+
+    def _retry(self, target: str, call: Callable[[], T]) -> T:
+        delay = 0.1
+        while True:
+            try:
+                return call()
+            except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
+                if self.stop_event.is_set():
+                    raise Stopped() from exc
+                self.metrics.retries.labels(target).inc()
+                log.warning("%s unavailable, retrying in %.1fs: %s", target, delay, exc)
+                self.stop_event.wait(delay)
+                delay = min(delay * 2, 5.0)
+
+    def _update_lag(self) -> None:
+        now = time.monotonic()
+        if now - self._last_lag_update < 1.0 or self._consumer is None:
+            return
+        self._last_lag_update = now
+        try:
+            assigned = self._consumer.assignment()
+            positions = self._consumer.position(assigned)
+        except KafkaException:
+            return
+        for tp in positions:
+            try:
+                _, high = self._consumer.get_watermark_offsets(tp, cached=True)
+            except KafkaException:
+                continue
+            if tp.offset >= 0 and high >= 0:
+                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, high - tp.offset))
+
+
+def describe_state(stats: RunStats) -> dict[str, Any]:
+    return {
+        "records": stats.records,
+        "applied": stats.applied,
+        "duplicates": stats.duplicates,
+        "dead_letters": stats.dead_letters,
+        "skipped_redeliveries": stats.skipped_redeliveries,
+        "batches": stats.batches,
+        "dead_letters_by_reason": stats.by_reason,
+    }

@@ -1,0 +1,52 @@
+"""Small confluent-kafka helpers: client settings, topic creation, start-up reachability."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+from .config import ServiceConfig
+from .errors import ServiceUnavailable
+
+log = logging.getLogger(__name__)
+
+
+def client_settings(config: ServiceConfig, **overrides: Any) -> dict[str, Any]:
+    settings: dict[str, Any] = {"bootstrap.servers": config.kafka_bootstrap_servers}
+    settings.update(overrides)
+    settings.update(config.kafka_options)  # operator settings (SASL/SSL, timeouts) win
+    return settings
+
+
+def wait_for_kafka(config: ServiceConfig, *, attempts: int = 5, timeout_seconds: float = 5.0) -> AdminClient:
+    """An admin client once the cluster answers; ServiceUnavailable after bounded retries."""
+    admin = AdminClient(client_settings(config))
+    for attempt in range(1, attempts + 1):
+        try:
+            admin.list_topics(timeout=timeout_seconds)
+            return admin
+        except KafkaException as exc:
+            log.warning("kafka not reachable (attempt %d/%d): %s", attempt, attempts, exc)
+            time.sleep(min(2.0 * attempt, 5.0))
+    raise ServiceUnavailable(f"Kafka at {config.kafka_bootstrap_servers} did not answer after {attempts} tries")
+
+
+def ensure_topics(admin: AdminClient, topics: Iterable[str], *, partitions: int = 4) -> None:
+    """Create missing topics (replication 1 locally; brokers with more nodes keep their default)."""
+    existing = set(admin.list_topics(timeout=10).topics)
+    missing = [t for t in topics if t not in existing]
+    if not missing:
+        return
+    futures = admin.create_topics([NewTopic(t, num_partitions=partitions) for t in missing])
+    for topic, future in futures.items():
+        try:
+            future.result(timeout=30)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+        log.info("created topic %s", topic)

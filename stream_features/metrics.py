@@ -1,0 +1,102 @@
+"""Prometheus metrics. Each process builds its own registry: nothing registers at import time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+@dataclass(frozen=True)
+class ConsumerMetrics:
+    registry: CollectorRegistry
+    events: Counter
+    dead_letters: Counter
+    duplicates: Counter
+    batch_size: Histogram
+    batch_seconds: Histogram
+    redis_write_seconds: Histogram
+    lag: Gauge
+    newest_event_time: Gauge
+    last_batch_time: Gauge
+    rebalances: Counter
+    retries: Counter
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry | None = None) -> ConsumerMetrics:
+        r = registry or CollectorRegistry()
+        return cls(
+            registry=r,
+            events=Counter(
+                "stream_features_events",
+                "Kafka records by event type and outcome",
+                ["type", "outcome"],
+                registry=r,
+            ),
+            dead_letters=Counter(
+                "stream_features_dead_letters", "Records sent to the DLQ by reason", ["reason"], registry=r
+            ),
+            duplicates=Counter("stream_features_duplicates_dropped", "Events dropped as duplicates", registry=r),
+            batch_size=Histogram(
+                "stream_features_batch_records",
+                "Records per consumed batch",
+                buckets=(1, 10, 100, 500, 1000, 2000, 5000, 10000, 20000),
+                registry=r,
+            ),
+            batch_seconds=Histogram(
+                "stream_features_batch_seconds",
+                "Time to decode, write and commit a batch",
+                buckets=_LATENCY_BUCKETS,
+                registry=r,
+            ),
+            redis_write_seconds=Histogram(
+                "stream_features_redis_write_seconds",
+                "Redis write time per batch",
+                buckets=_LATENCY_BUCKETS,
+                registry=r,
+            ),
+            lag=Gauge(
+                "stream_features_consumer_lag",
+                "Records behind the partition's high watermark",
+                ["topic", "partition"],
+                registry=r,
+            ),
+            newest_event_time=Gauge(
+                "stream_features_newest_event_timestamp_seconds",
+                "Newest event time applied (freshness)",
+                registry=r,
+            ),
+            last_batch_time=Gauge(
+                "stream_features_last_batch_timestamp_seconds",
+                "Wall-clock time of the last committed batch",
+                registry=r,
+            ),
+            rebalances=Counter("stream_features_rebalances", "Partition assignment changes", ["kind"], registry=r),
+            retries=Counter("stream_features_retries", "Retries after a failed call", ["target"], registry=r),
+        )
+
+
+@dataclass(frozen=True)
+class ApiMetrics:
+    registry: CollectorRegistry
+    lookup_seconds: Histogram
+    requests: Counter
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry | None = None) -> ApiMetrics:
+        r = registry or CollectorRegistry()
+        return cls(
+            registry=r,
+            lookup_seconds=Histogram(
+                "stream_features_lookup_seconds",
+                "Request latency by route",
+                ["route"],
+                buckets=_LATENCY_BUCKETS,
+                registry=r,
+            ),
+            requests=Counter(
+                "stream_features_requests", "Requests by route and status", ["route", "status"], registry=r
+            ),
+        )

@@ -1,0 +1,1 @@
+"""Redis persistence: the key layout, the atomic writer (Lua) and the reader."""

@@ -1,0 +1,47 @@
+"""The Redis key layout (README "Redis key layout" is the written spec; tests pin it).
+
+Per customer, in one hash slot (the ``{...}`` hash tag holds the escaped id):
+
+* ``<prefix>:{<id>}``   tiles hash, the only key a lookup reads:
+  ``t:<tile>`` → packed tile aggregates (``tiles.encode_tile``), ``a:<attribute>`` → ``<ts> <json>``.
+* ``<prefix>:{<id>}:x`` bookkeeping hash, written by the consumer only:
+  ``nt`` newest tile, ``nts`` newest event time, ``np`` next housekeeping time,
+  ``o:<topic>:<partition>`` last applied Kafka offset, ``j:<topic>:<partition>`` recent too_late
+  offsets, ``e:<event_id>`` event time of a remembered event id.
+
+Escaping: ``%``, ``{`` and ``}`` in the id become ``%25``, ``%7B``, ``%7D``, so the tag can never be
+cut short and two ids never map to one key; every other byte is kept as is.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+DEFAULT_PREFIX: Final = "sf"
+_ESCAPES = str.maketrans({"%": "%25", "{": "%7B", "}": "%7D"})
+
+
+def escape_customer_id(customer_id: str) -> str:
+    """>>> escape_customer_id("a{b}%")
+    'a%7Bb%7D%25'
+    """
+    return customer_id.translate(_ESCAPES)
+
+
+def tiles_key(customer_id: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """>>> tiles_key("c:1")
+    'sf:{c:1}'
+    """
+    return f"{prefix}:{{{escape_customer_id(customer_id)}}}"
+
+
+def aux_key(customer_id: str, prefix: str = DEFAULT_PREFIX) -> str:
+    return f"{tiles_key(customer_id, prefix)}:x"
+
+
+def offset_field(topic: str, partition: int) -> str:
+    return f"o:{topic}:{partition}"
+
+
+TILE_FIELD_PREFIX: Final = "t:"
+ATTRIBUTE_FIELD_PREFIX: Final = "a:"

@@ -1,0 +1,99 @@
+"""``FeatureReader``: the query side over Redis, answering exactly what the in-memory engine answers.
+
+One HGETALL per customer (pipelined for cohorts); the feature maths is the shared pure core.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import redis
+from redis.cluster import RedisCluster
+
+from ..features import cohort_summary, flat_features, summarize
+from ..settings import EngineSettings
+from ..timeparse import parse_as_of
+from ..windows import validate_days
+from .codec import decode_customer_hash
+from .keys import DEFAULT_PREFIX, tiles_key
+
+MAX_COHORT_SIZE = 10_000
+_COHORT_CHUNK = 500
+
+
+class FeatureReader:
+    """Features, summaries and cohorts for customers whose state the consumer keeps in Redis."""
+
+    def __init__(
+        self,
+        client: redis.Redis | RedisCluster,
+        settings: EngineSettings | None = None,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._client = client
+        self.settings = settings or EngineSettings()
+        self._prefix = prefix
+        self._clock = clock
+
+    def _resolve(self, days: object, as_of: object) -> tuple[int, float]:
+        return validate_days(days, self.settings), parse_as_of(as_of, now=self._clock())
+
+    def _fetch(self, customer_ids: list[str]) -> list[dict[bytes, bytes]]:
+        results: list[dict[bytes, bytes]] = []
+        for start in range(0, len(customer_ids), _COHORT_CHUNK):
+            pipe = self._client.pipeline(transaction=False)
+            for customer_id in customer_ids[start : start + _COHORT_CHUNK]:
+                pipe.hgetall(tiles_key(customer_id, self._prefix))
+            results.extend(pipe.execute())
+        return results
+
+    def _records(self, customer_ids: list[str], days: int, as_of: float) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        records = []
+        for customer_id, raw in zip(customer_ids, self._fetch(customer_ids), strict=True):
+            tiles, metadata = decode_customer_hash(raw)
+            features = flat_features(customer_id, tiles, days=days, as_of=as_of, settings=self.settings)
+            records.append((features, metadata))
+        return records
+
+    def get_features(self, customer_id: str, *, days: int | None = None, as_of: object = None) -> dict[str, Any]:
+        """Flat features of one customer (one round trip)."""
+        resolved_days, moment = self._resolve(days, as_of)
+        raw = self._client.hgetall(tiles_key(customer_id, self._prefix))
+        tiles, _ = decode_customer_hash(raw)  # type: ignore[arg-type]
+        return flat_features(customer_id, tiles, days=resolved_days, as_of=moment, settings=self.settings)
+
+    def get_summary(self, customer_id: str, *, days: int | None = None, as_of: object = None) -> dict[str, Any]:
+        resolved_days, moment = self._resolve(days, as_of)
+        ((features, metadata),) = self._records([customer_id], resolved_days, moment)
+        return summarize(features, metadata)
+
+    def get_tradeoff(self, customer_id: str, *, as_of: object = None) -> dict[str, Any]:
+        from ..features import TRADEOFF_FIELDS
+
+        features = self.get_features(customer_id, as_of=as_of)
+        return {name: features[name] for name in TRADEOFF_FIELDS}
+
+    def get_cohort_features(
+        self, customer_ids: Iterable[str], *, days: int | None = None, as_of: object = None
+    ) -> dict[str, dict[str, Any]]:
+        """Flat features for many customers, pipelined (at most ``MAX_COHORT_SIZE`` distinct ids)."""
+        resolved_days, moment = self._resolve(days, as_of)
+        unique = list(dict.fromkeys(customer_ids))
+        if len(unique) > MAX_COHORT_SIZE:
+            from ..errors import InvalidQuery
+
+            raise InvalidQuery(f"a cohort holds at most {MAX_COHORT_SIZE} customers")
+        records = self._records(unique, resolved_days, moment)
+        return {cid: features for cid, (features, _) in zip(unique, records, strict=True)}
+
+    def get_cohort_summary(
+        self, customer_ids: Iterable[str], *, days: int | None = None, as_of: object = None
+    ) -> dict[str, Any]:
+        return cohort_summary(self.get_cohort_features(customer_ids, days=days, as_of=as_of).values())
+
+    def ping(self) -> bool:
+        return bool(self._client.ping())

@@ -1,0 +1,74 @@
+"""Service fixtures for integration tests. In CI (CI=true) an integration test may not skip."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from . import services
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _unavailable(message: str) -> None:
+    if IN_CI:
+        pytest.fail(f"integration service unavailable in CI: {message}")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    try:
+        url = services.redis_url()
+        redis.Redis.from_url(url, socket_timeout=5).ping()
+    except Exception as exc:
+        _unavailable(f"Redis: {exc}")
+    return url
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> str:
+    try:
+        bootstrap = services.kafka_bootstrap()
+        from confluent_kafka.admin import AdminClient
+
+        AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=30)
+    except Exception as exc:
+        _unavailable(f"Kafka: {exc}")
+    return bootstrap
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def key_prefix(redis_client: redis.Redis) -> Iterator[str]:
+    """A fresh key namespace per test, deleted afterwards, so tests never share state."""
+    prefix = f"sftest-{uuid.uuid4().hex[:12]}"
+    yield prefix
+    for key in redis_client.scan_iter(match=f"{prefix}:*", count=1000):
+        redis_client.delete(key)
+
+
+@pytest.fixture
+def topic_name() -> str:
+    return f"events-{uuid.uuid4().hex[:12]}"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """A skipped integration test in CI is a failure, whatever skipped it."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if not IN_CI or reporter is None:
+        return
+    skipped = [r for r in reporter.stats.get("skipped", []) if "integration" in getattr(r, "keywords", {})]
+    if skipped:
+        reporter.write_line(f"CI: {len(skipped)} integration test(s) skipped: failing the run", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
