@@ -1,7 +1,8 @@
 """One customer's state and the in-order rules that change it (SPEC §3, §5).
 
-This is the reference semantics. The Redis store's Lua script (``store/apply.lua``) performs the
-same steps in the same order, and the shared contract tests hold both to it:
+This is the only implementation of the rules: the in-memory engine keeps these objects, and the
+Redis writer loads them from the customer's hashes, applies events here, and writes back only what
+changed (``Changes``) with a compare-and-set. The rules, per event in stream order:
 
 1. ``too_late``: an event whose tile is at or before ``newest_tile - retention_tiles`` (newest
    among events applied before it) is invalid.
@@ -23,12 +24,23 @@ from .events import CartEvent, Event, ProfileEvent, PurchaseEvent, SessionEvent,
 from .settings import EngineSettings
 from .tiles import TileAggregate, tile_of
 
-PRUNE_INTERVAL_SECONDS = 3600.0
+PRUNE_INTERVAL_SECONDS = 86400.0  # housekeeping once per day of event time
 
 
 class Outcome(Enum):
     APPLIED = "applied"
     DUPLICATE = "duplicate"
+
+
+@dataclass(slots=True)
+class Changes:
+    """What ``apply``/``prune`` touched since tracking started: the fields a store must rewrite."""
+
+    tiles: set[int] = field(default_factory=set)
+    deleted_tiles: set[int] = field(default_factory=set)
+    event_ids: set[str] = field(default_factory=set)
+    deleted_event_ids: set[str] = field(default_factory=set)
+    attributes: set[str] = field(default_factory=set)
 
 
 @dataclass(slots=True)
@@ -38,7 +50,10 @@ class CustomerState:
     newest_tile: int | None = None
     seen_event_ids: dict[str, float] = field(default_factory=dict)
     attributes: dict[str, tuple[float, Any]] = field(default_factory=dict)
-    _next_prune_ts: float = float("-inf")
+    next_prune_ts: float = float("-inf")
+    changes: Changes | None = None  # set by stores that persist deltas; None in memory
+    _tile_floor: int | None = None  # lower bound of min(tiles); None = unknown
+    _id_floor: float | None = None  # lower bound of min(seen_event_ids.values()); None = unknown
 
     def apply(self, event: Event, settings: EngineSettings) -> Outcome:
         """Apply one valid event in stream order. Raises ``InvalidEvent('too_late')``."""
@@ -50,10 +65,19 @@ class CustomerState:
             if seen_at is not None and self._within_horizon(seen_at, settings):
                 return Outcome.DUPLICATE
             self.seen_event_ids[event.event_id] = event.timestamp
+            if self._id_floor is not None and event.timestamp < self._id_floor:
+                self._id_floor = event.timestamp
+            if self.changes is not None:
+                self.changes.event_ids.add(event.event_id)
+                self.changes.deleted_event_ids.discard(event.event_id)
         tile = self.tiles.get(tile_index)
         if tile is None:
             tile = self.tiles[tile_index] = TileAggregate()
+            if self._tile_floor is not None and tile_index < self._tile_floor:
+                self._tile_floor = tile_index
         _add_to_tile(tile, event)
+        if self.changes is not None:
+            self.changes.tiles.add(tile_index)
         if isinstance(event, ProfileEvent):
             self._merge_attributes(event)
         self._advance(event.timestamp, tile_index, settings)
@@ -67,6 +91,8 @@ class CustomerState:
             current = self.attributes.get(key)
             if current is None or event.timestamp >= current[0]:
                 self.attributes[key] = (event.timestamp, value)
+                if self.changes is not None:
+                    self.changes.attributes.add(key)
 
     def _advance(self, timestamp: float, tile_index: int, settings: EngineSettings) -> None:
         if self.newest_ts is None or timestamp > self.newest_ts:
@@ -74,21 +100,39 @@ class CustomerState:
         if self.newest_tile is None or tile_index > self.newest_tile:
             self.newest_tile = tile_index
         # Expired ids and tiles are already invisible (see _within_horizon and the readers'
-        # retention filter); deleting them is only housekeeping, so do it once an hour of event time.
-        if timestamp >= self._next_prune_ts:
-            self._next_prune_ts = timestamp + PRUNE_INTERVAL_SECONDS
+        # retention filter); deleting them is only housekeeping, done at most once a day of event time.
+        if timestamp >= self.next_prune_ts:
+            self.next_prune_ts = timestamp + PRUNE_INTERVAL_SECONDS
             self.prune(settings)
 
     def prune(self, settings: EngineSettings) -> None:
-        """Forget remembered ids past the dedup horizon and tiles past retention."""
-        if self.newest_ts is not None:
+        """Forget remembered ids past the dedup horizon and tiles past retention.
+
+        Scans are skipped while a cached lower bound of the oldest entry shows nothing expired,
+        so a heavy customer's thousands of tiles are not walked every day.
+        """
+        if self.newest_ts is not None and self.seen_event_ids:
             horizon_floor = self.newest_ts - settings.dedup_horizon_seconds
-            for event_id in [k for k, ts in self.seen_event_ids.items() if ts < horizon_floor]:
-                del self.seen_event_ids[event_id]
-        if self.newest_tile is not None:
+            if self._id_floor is None:
+                self._id_floor = min(self.seen_event_ids.values())
+            if self._id_floor < horizon_floor:
+                for event_id in [k for k, ts in self.seen_event_ids.items() if ts < horizon_floor]:
+                    del self.seen_event_ids[event_id]
+                    if self.changes is not None:
+                        self.changes.event_ids.discard(event_id)
+                        self.changes.deleted_event_ids.add(event_id)
+                self._id_floor = min(self.seen_event_ids.values(), default=None)
+        if self.newest_tile is not None and self.tiles:
             oldest_kept = self.newest_tile - settings.retention_tiles
-            for old in [k for k in self.tiles if k <= oldest_kept]:
-                del self.tiles[old]
+            if self._tile_floor is None:
+                self._tile_floor = min(self.tiles)
+            if self._tile_floor <= oldest_kept:
+                for old in [k for k in self.tiles if k <= oldest_kept]:
+                    del self.tiles[old]
+                    if self.changes is not None:
+                        self.changes.tiles.discard(old)
+                        self.changes.deleted_tiles.add(old)
+                self._tile_floor = min(self.tiles, default=None)
 
     def metadata(self) -> dict[str, Any]:
         return {key: value for key, (_, value) in self.attributes.items()}

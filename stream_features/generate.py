@@ -85,7 +85,9 @@ def generate_events(options: GeneratorOptions) -> Iterator[bytes]:
     customers = _make_customers(rng, options.customers)
     activity = [rng.paretovariate(1.2) for _ in customers]  # power law: a few very active customers
     segment_weights = [
-        list(itertools.accumulate(a * _segment_factor(c.archetype, s) for a, c in zip(activity, customers)))
+        list(
+            itertools.accumulate(a * _segment_factor(c.archetype, s) for a, c in zip(activity, customers, strict=True))
+        )
         for s in range(SEGMENTS)
     ]
     totals = [w[-1] for w in segment_weights]
@@ -97,7 +99,7 @@ def generate_events(options: GeneratorOptions) -> Iterator[bytes]:
         share = round(options.events * sum(totals[: segment + 1]) / grand_total) - produced
         times = sorted(rng.uniform(0, span) for _ in range(share))
         picks = rng.choices(customers, cum_weights=segment_weights[segment], k=share)
-        for offset, customer in zip(times, picks):
+        for offset, customer in zip(times, picks, strict=True):
             produced += 1
             roll = rng.random()
             if roll < options.invalid_rate:

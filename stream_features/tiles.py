@@ -1,18 +1,17 @@
 """Per-tile partial aggregates: mergeable counts, sums and maxima, finished into features at read time.
 
-The packed text form (``encode_tile``/``decode_tile``) is exactly what the Redis store keeps in
-one hash field per tile; ``stream_features/store/apply.lua`` writes the same bytes, so the two
+The binary form (``encode_tile``/``decode_tile``) is exactly what the Redis store keeps in one
+hash field per tile; ``stream_features/store/apply.lua`` writes the same bytes, so the two
 backends hold identical state. See README "Redis key layout".
 """
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
-from urllib.parse import quote, unquote
 
-# Scalar fields in their fixed serialisation order; zeros are left out of the packed form.
+# Scalar fields in their fixed serialisation order (bit i of the stored mask); zeros are left out.
 SCALAR_FIELDS = ("n", "pc", "ps", "pt", "sc", "sd", "cc", "ca", "cav", "tc", "rs", "rn", "te")
-DEVICE_PREFIX = "d:"
 
 
 def tile_of(timestamp: float, tile_seconds: int) -> int:
@@ -21,17 +20,9 @@ def tile_of(timestamp: float, tile_seconds: int) -> int:
 
 
 def format_number(value: float) -> str:
-    """Shortest of %.15g/%.16g/%.17g that reads back to the same double (Lua writes the same)."""
-    for precision in (15, 16):
-        text = f"{value:.{precision}g}"
-        if float(text) == value:
-            return text
-    return f"{value:.17g}"
-
-
-def encode_device(device: str) -> str:
-    """Device names may hold any character; percent-encoding keeps ' ' and '=' out of the tokens."""
-    return quote(device, safe="")
+    """%.15g when it reads back to the same double, else %.17g (apply.lua writes the same)."""
+    text = f"{value:.15g}"
+    return text if float(text) == value else f"{value:.17g}"
 
 
 @dataclass(slots=True)
@@ -88,38 +79,67 @@ class TileAggregate:
         self.n += 1
 
 
-def encode_tile(tile: TileAggregate) -> str:
-    """The packed form: ``key=value`` tokens joined by spaces, zeros left out.
+_MASK = struct.Struct("<H")
+_DEVICE_HEAD = struct.Struct("<H")
+_DEVICE_COUNT = struct.Struct("<I")
+_DOUBLES = [struct.Struct(f"<{count}d") for count in range(len(SCALAR_FIELDS) + 1)]
+_FLOAT_FIELDS = frozenset({"ps", "pt", "sd", "cav", "rs"})
 
-    >>> t = TileAggregate(); t.add_purchase(19.99, 1700000000.5); t.add_session(60, "web")
-    >>> encode_tile(t)
-    'n=2 pc=1 ps=19.99 pt=1700000000.5 sc=1 sd=60 d:web=1'
+
+def encode_tile(tile: TileAggregate) -> bytes:
+    """The stored form (little-endian), exactly as apply.lua writes it:
+
+    ``uint16`` mask of present fields (bit i = ``SCALARS[i]``; zeros left out, ``pt`` only with a
+    purchase), one ``float64`` per present field in that order, then per device in first-seen
+    order ``uint16`` name length, UTF-8 name, ``uint32`` session count.
+
+    >>> t = TileAggregate(); t.add_purchase(19.99, 7200.5)
+    >>> encode_tile(t).hex()
+    '0f00000000000000f03f000000000000f03f3d0ad7a370fd3340000000008020bc40'
     """
-    tokens = []
-    for name in SCALAR_FIELDS:
-        value = getattr(tile, name)
-        if name == "pt":
-            if tile.pc:
-                tokens.append(f"pt={format_number(value)}")
-        elif value:
-            tokens.append(f"{name}={format_number(value)}")
+    # Unrolled on purpose: this runs once per changed tile on the consumer's hot path.
+    present = (
+        tile.n,
+        tile.pc,
+        tile.ps,
+        tile.pt if tile.pc else 0,
+        tile.sc,
+        tile.sd,
+        tile.cc,
+        tile.ca,
+        tile.cav,
+        tile.tc,
+        tile.rs,
+        tile.rn,
+        tile.te,
+    )
+    mask = 0
+    values: list[float] = []
+    for bit, value in enumerate(present):
+        if value or (bit == 3 and tile.pc):
+            mask |= 1 << bit
+            values.append(value)  # type: ignore[arg-type]
+    parts = [_MASK.pack(mask), _DOUBLES[len(values)].pack(*values)]
     for device, count in tile.devices.items():
-        tokens.append(f"{DEVICE_PREFIX}{encode_device(device)}={count}")
-    return " ".join(tokens)
+        name = device.encode()
+        parts.append(_DEVICE_HEAD.pack(len(name)) + name + _DEVICE_COUNT.pack(count))
+    return b"".join(parts)
 
 
-_INT_FIELDS = frozenset({"n", "pc", "sc", "cc", "ca", "tc", "rn", "te"})
-
-
-def decode_tile(text: str) -> TileAggregate:
-    """Inverse of ``encode_tile``; unknown keys are ignored so newer writers stay readable."""
+def decode_tile(data: bytes) -> TileAggregate:
+    """Inverse of ``encode_tile``."""
     tile = TileAggregate()
-    for token in text.split():
-        name, _, raw = token.partition("=")
-        if name.startswith(DEVICE_PREFIX):
-            tile.devices[unquote(name[len(DEVICE_PREFIX) :])] = int(float(raw))
-        elif name in _INT_FIELDS:
-            setattr(tile, name, int(float(raw)))
-        elif name in ("ps", "pt", "sd", "cav", "rs"):
-            setattr(tile, name, float(raw))
+    (mask,) = _MASK.unpack_from(data)
+    names = [name for bit, name in enumerate(SCALAR_FIELDS) if mask >> bit & 1]
+    values = struct.unpack_from(f"<{len(names)}d", data, 2)
+    for name, value in zip(names, values, strict=True):
+        setattr(tile, name, value if name in _FLOAT_FIELDS else int(value))
+    position = 2 + 8 * len(names)
+    while position < len(data):
+        (length,) = _DEVICE_HEAD.unpack_from(data, position)
+        position += 2
+        device = data[position : position + length].decode()
+        position += length
+        (tile.devices[device],) = _DEVICE_COUNT.unpack_from(data, position)
+        position += 4
     return tile

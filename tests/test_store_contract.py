@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 import uuid
 from typing import Any
 
@@ -51,8 +52,14 @@ def test_redis_equals_memory_and_reference(
             assert got[name] == (pytest.approx(value, rel=1e-9, abs=1e-9) if isinstance(value, float) else value)
 
 
-def test_batch_boundaries_and_replays_leave_identical_bytes(redis_client: redis.Redis, key_prefix: str) -> None:
-    events = [validate_event(e, now=NOW) for e in st.lists(raw_events(), min_size=80, max_size=80).example()]
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(raw=st.lists(raw_events(), min_size=1, max_size=80))
+def test_batch_boundaries_and_replays_leave_identical_bytes(
+    redis_client: redis.Redis, key_prefix: str, raw: list[dict[str, Any]]
+) -> None:
+    """The tiles hash depends only on the events, never on batching; a replay changes nothing."""
+    events = [validate_event(e, now=NOW) for e in raw]
+    key_prefix = f"{key_prefix}:{uuid.uuid4().hex[:8]}"
     snapshots = []
     for run, batch_size in enumerate((1, 5, 80)):
         prefix = f"{key_prefix}:{run}"
@@ -76,13 +83,23 @@ def test_key_layout_is_pinned(redis_client: redis.Redis, key_prefix: str) -> Non
     store = RedisBackend(redis_client, EngineSettings(), key_prefix, 1e9, batch_size=10)
     store.apply([validate_event(e, now=1e9) for e in raw])
     key = f"{key_prefix}:{{c%7B1%7D}}"
+
+    def doubles(*values: float) -> bytes:
+        return struct.pack(f"<{len(values)}d", *values)
+
+    # tile 2: n pc ps pt sc sd (bits 0-5) + device "smart tv" with one session
+    tile2 = struct.pack("<H", 0b111111) + doubles(2, 1, 19.99, 7200.5, 1, 60) + struct.pack("<H", 8) + b"smart tv"
+    tile2 += struct.pack("<I", 1)
+    # tile 1: n ca cav tc rs rn te (bits 0, 7, 8, 9, 10, 11, 12)
+    tile1 = struct.pack("<H", 0b1111110000001) + doubles(2, 1, 5, 1, 1.5, 1, 1)
     assert redis_client.hgetall(key) == {
-        b"t:2": b"n=2 pc=1 ps=19.99 pt=7200.5 sc=1 sd=60 d:smart%20tv=1",
-        b"t:1": b"n=2 ca=1 cav=5 tc=1 rs=1.5 rn=1 te=1",
-        b"t:0": b"n=1",
-        b"a:tier": b'10 "gold"',
+        b"t:2": tile2,
+        b"t:1": tile1,
+        b"t:0": struct.pack("<H", 1) + doubles(1),
+        b"a:tier": b'10.0 "gold"',
     }
     aux = redis_client.hgetall(key + ":x")
-    assert aux[b"o:topic:0"] == b"4" and aux[b"nt"] == b"2" and aux[b"nts"] == b"7300"
-    assert aux[b"e:e1"] == b"7200.5"
+    assert aux[b"o:topic:0"] == b"4" and aux[b"nt"] == b"2" and aux[b"nts"] == b"7300.0"
+    assert aux[b"v"] == b"1" and aux[b"np"] == b"93600.5"  # first event (7200.5) + one day
+    assert aux[b"e:e1"] == struct.pack("<d", 7200.5)
     assert 0 < redis_client.ttl(key) <= 401 * 86400

@@ -22,14 +22,18 @@ _ESCAPES = str.maketrans({"%": "%25", "{": "%7B", "}": "%7D"})
 
 
 def escape_customer_id(customer_id: str) -> str:
-    """>>> escape_customer_id("a{b}%")
+    """Make an id safe inside the ``{...}`` hash tag, injectively.
+
+    >>> escape_customer_id("a{b}%")
     'a%7Bb%7D%25'
     """
     return customer_id.translate(_ESCAPES)
 
 
 def tiles_key(customer_id: str, prefix: str = DEFAULT_PREFIX) -> str:
-    """>>> tiles_key("c:1")
+    """The customer's tiles hash.
+
+    >>> tiles_key("c:1")
     'sf:{c:1}'
     """
     return f"{prefix}:{{{escape_customer_id(customer_id)}}}"

@@ -1,13 +1,19 @@
-"""The atomic writer: one Lua call applies a group of customers' events, in order, exactly once.
+"""The writer: applies batches of events to customers' Redis hashes, effectively once.
 
-Effectively-once rests on two facts: each customer's hash records the last Kafka offset applied
-per partition *in the same atomic script* that applies the events, so a redelivered record is
-recognised and skipped; and the consumer commits offsets to Kafka only after this call returned.
+For each customer of a batch: load its state (from a local cache, else HGETALL of its two hashes),
+apply the events in stream order with ``CustomerState`` — the same code the in-memory engine
+runs — and write back only the changed fields with a compare-and-set on the customer's version
+(``cas.lua``). The customer's last applied Kafka offset per partition is written in the same
+atomic call, so a redelivered record is recognised and skipped. A version mismatch (another
+writer touched the customer, e.g. after a rebalance) drops the cached state, reloads and redoes
+that customer; any Redis error drops the batch's customers from the cache before re-raising.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -15,12 +21,16 @@ from typing import Any
 import redis
 from redis.cluster import RedisCluster
 
+from ..customer_state import Changes, Outcome
+from ..errors import InvalidEvent
 from ..events import Event
 from ..settings import EngineSettings
-from .codec import event_args
 from .keys import DEFAULT_PREFIX, aux_key, tiles_key
+from .state_codec import REJECT_MEMORY, StoredCustomer, load_customer, write_payload
 
 APPLIED, DUPLICATE, TOO_LATE, ALREADY_APPLIED, ALREADY_REJECTED = "a", "d", "l", "s", "L"
+TTL_REFRESH_SECONDS = 86400
+MAX_CAS_ROUNDS = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,12 +44,22 @@ class PendingEvent:
     source: Any = None  # the Kafka message, kept for the dead-letter topic
 
 
+class WriteConflict(RuntimeError):
+    """A customer kept changing under us for MAX_CAS_ROUNDS rounds."""
+
+
 def load_script_source() -> str:
-    return resources.files("stream_features.store").joinpath("apply.lua").read_text()
+    return resources.files("stream_features.store").joinpath("cas.lua").read_text()
+
+
+@dataclass(slots=True)
+class _Prepared:
+    payload: bytes
+    codes: str
 
 
 class StateWriter:
-    """Applies batches of events to Redis; returns one outcome code per event."""
+    """Applies batches of events to Redis; returns one outcome code per event (see module doc)."""
 
     def __init__(
         self,
@@ -48,7 +68,9 @@ class StateWriter:
         *,
         prefix: str = DEFAULT_PREFIX,
         key_ttl_seconds: int | None = None,
-        customers_per_call: int = 32,
+        customers_per_call: int = 64,
+        cache_size: int = 200_000,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._client = client
         self._settings = settings
@@ -58,47 +80,114 @@ class StateWriter:
         # Redis Cluster cannot run one script over keys of several slots: one customer per call.
         self._per_call = 1 if isinstance(client, RedisCluster) else max(1, customers_per_call)
         self._script = client.register_script(load_script_source())
+        self._cache: OrderedDict[str, StoredCustomer] = OrderedDict()
+        self._cache_size = cache_size
+        self._clock = clock
+        self.conflicts = 0
 
     def apply(self, by_customer: dict[str, list[PendingEvent]]) -> dict[str, str]:
         """Apply every customer's events (each list in stream order). Raises on Redis errors.
 
-        Returns, per customer, a string with one outcome code per event (see apply.lua).
+        Returns, per customer, one outcome code per event: a applied, d duplicate, l too_late,
+        s already applied earlier (redelivery), L already applied earlier and was too_late.
         """
-        customers = list(by_customer)
-        if not customers:
-            return {}
-        pipe = self._client.pipeline(transaction=False)
+        outcomes: dict[str, str] = {}
+        todo = list(by_customer)
+        try:
+            for _ in range(MAX_CAS_ROUNDS):
+                if not todo:
+                    return outcomes
+                self._load_missing(todo)
+                prepared = {customer: self._prepare(customer, by_customer[customer]) for customer in todo}
+                written = self._write(prepared)
+                retry = []
+                for customer in todo:
+                    if written[customer]:
+                        outcomes[customer] = prepared[customer].codes
+                        self._cache[customer].version += 1
+                        self._cache.move_to_end(customer)
+                    else:
+                        self.conflicts += 1
+                        retry.append(customer)
+                        del self._cache[customer]
+                todo = retry
+            raise WriteConflict(f"{len(todo)} customers changed concurrently {MAX_CAS_ROUNDS} times in a row")
+        except BaseException:
+            # The cached states of unwritten customers were mutated in memory: forget them.
+            for customer in by_customer:
+                if customer not in outcomes:
+                    self._cache.pop(customer, None)
+            raise
+        finally:
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+
+    def _load_missing(self, customers: list[str]) -> None:
+        missing = [c for c in customers if c not in self._cache]
+        for start in range(0, len(missing), 1000):
+            chunk = missing[start : start + 1000]
+            pipe = self._client.pipeline(transaction=False)
+            for customer in chunk:
+                pipe.hgetall(tiles_key(customer, self._prefix))
+                pipe.hgetall(aux_key(customer, self._prefix))
+            replies = pipe.execute()
+            for index, customer in enumerate(chunk):
+                self._cache[customer] = load_customer(replies[2 * index], replies[2 * index + 1])
+
+    def _prepare(self, customer: str, pending: list[PendingEvent]) -> _Prepared:
+        stored = self._cache[customer]
+        state = stored.state
+        state.changes = changes = Changes()
+        dirty_offsets: set[str] = set()
+        dirty_rejects: set[str] = set()
+        codes = []
+        try:
+            for item in pending:
+                field = f"o:{item.topic}:{item.partition}"
+                if item.offset <= stored.offsets.get(field, -1):
+                    rejected = item.offset in stored.rejects.get(field, ())
+                    codes.append(ALREADY_REJECTED if rejected else ALREADY_APPLIED)
+                    continue
+                stored.offsets[field] = item.offset
+                dirty_offsets.add(field)
+                try:
+                    outcome = state.apply(item.event, self._settings)
+                except InvalidEvent:  # too_late is the only rule that needs the customer's state
+                    memory = stored.rejects.setdefault(field, [])
+                    memory.append(item.offset)
+                    del memory[:-REJECT_MEMORY]
+                    dirty_rejects.add(field)
+                    codes.append(TOO_LATE)
+                    continue
+                codes.append(APPLIED if outcome is Outcome.APPLIED else DUPLICATE)
+        finally:
+            state.changes = None
+        now = self._clock()
+        refresh = now if now - stored.ttl_set_at >= TTL_REFRESH_SECONDS else None
+        if refresh is not None:
+            stored.ttl_set_at = int(now)
+        payload = write_payload(stored, changes, dirty_offsets, dirty_rejects, refresh_ttl_at=refresh)
+        return _Prepared(payload, "".join(codes))
+
+    def _write(self, prepared: dict[str, _Prepared]) -> dict[str, bool]:
+        customers = list(prepared)
         groups = list(_chunks(customers, self._per_call))
+        pipe = self._client.pipeline(transaction=False)
         for group in groups:
-            keys, args = self._call_arguments(group, by_customer)
+            keys: list[str] = []
+            for customer in group:
+                keys += [tiles_key(customer, self._prefix), aux_key(customer, self._prefix)]
+            args: list[Any] = [self._ttl, *(prepared[c].payload for c in group)]
             self._script(keys=keys, args=args, client=pipe)
         replies: list[Any] = pipe.execute()
-        outcomes: dict[str, str] = {}
+        written: dict[str, bool] = {}
         for group, reply in zip(groups, replies, strict=True):
-            codes = reply.decode() if isinstance(reply, bytes) else str(reply)
-            position = 0
-            for customer in group:
-                count = len(by_customer[customer])
-                outcomes[customer] = codes[position : position + count]
-                position += count
-        return outcomes
-
-    def _call_arguments(
-        self, group: Sequence[str], by_customer: dict[str, list[PendingEvent]]
-    ) -> tuple[list[str], list[str | int | float]]:
-        s = self._settings
-        keys: list[str] = []
-        args: list[str | int | float] = [s.retention_tiles, repr(s.dedup_horizon_seconds), self._ttl]
-        for customer in group:
-            keys.append(tiles_key(customer, self._prefix))
-            keys.append(aux_key(customer, self._prefix))
-            pending = by_customer[customer]
-            args.append(len(pending))
-            for item in pending:
-                args.extend(event_args(item.event, f"o:{item.topic}:{item.partition}", item.offset, s.tile_seconds))
-        return keys, args
+            flags = reply.decode() if isinstance(reply, bytes) else str(reply)
+            for customer, flag in zip(group, flags, strict=True):
+                written[customer] = flag == "1"
+        return written
 
 
-def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
+def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
