@@ -61,3 +61,17 @@ def kafka_bootstrap() -> str:
         return str(container.get_bootstrap_server())
     run_deploy("kafka.sh", "start")
     return f"127.0.0.1:{os.environ.get('KAFKA_PORT', '9092')}"
+
+
+def state_file(name: str) -> Path:
+    """A file the deploy scripts keep under STREAM_FEATURES_HOME (pid files)."""
+    home = os.environ.get("STREAM_FEATURES_HOME", str(Path.home() / ".cache" / "stream-features"))
+    return Path(home) / name
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

@@ -1,0 +1,190 @@
+"""Helpers for streaming integration tests: produce, run consumers as real processes, wait, compare."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+from stream_features import CustomerActivityFeatures, EngineSettings, InvalidEvent
+from stream_features.config import ServiceConfig
+from stream_features.producer import produce_lines
+from stream_features.store.reader import FeatureReader
+
+
+def wait_until(condition: Callable[[], bool], *, timeout: float, interval: float = 0.2, what: str = "") -> None:
+    """Poll a condition with a deadline (never a blind sleep)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what or condition}")
+
+
+@dataclass
+class Pipeline:
+    """One test's topic, group, Redis prefix and the commands to drive them."""
+
+    bootstrap: str
+    redis_url: str
+    topic: str
+    group: str
+    prefix: str
+    partitions: int = 4
+
+    @classmethod
+    def fresh(cls, bootstrap: str, redis_url: str, prefix: str, partitions: int = 4) -> Pipeline:
+        suffix = uuid.uuid4().hex[:10]
+        pipeline = cls(bootstrap, redis_url, f"events-{suffix}", f"group-{suffix}", prefix, partitions)
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        topics = [NewTopic(pipeline.topic, num_partitions=partitions), NewTopic(pipeline.topic + ".dlq", 1)]
+        for future in admin.create_topics(topics).values():
+            future.result(timeout=30)
+        return pipeline
+
+    @property
+    def config(self) -> ServiceConfig:
+        return ServiceConfig(
+            kafka_bootstrap_servers=self.bootstrap,
+            topic=self.topic,
+            group_id=self.group,
+            redis_url=self.redis_url,
+            key_prefix=self.prefix,
+        )
+
+    def produce(self, lines: Iterable[bytes]) -> int:
+        return produce_lines(lines, self.config, show_progress=False)
+
+    def start_consumer(self, *extra: str, redis_url: str | None = None) -> subprocess.Popen[bytes]:
+        command = [
+            sys.executable,
+            "-m",
+            "stream_features",
+            "consume",
+            "--bootstrap-servers",
+            self.bootstrap,
+            "--topic",
+            self.topic,
+            "--group",
+            self.group,
+            "--redis-url",
+            redis_url or self.redis_url,
+            "--key-prefix",
+            self.prefix,
+            "--metrics-port",
+            "0",
+            "--log-level",
+            "warning",
+            *extra,
+        ]
+        return subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+        )
+
+    def committed(self) -> int:
+        """Sum of the group's committed offsets over the topic's partitions."""
+        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": self.group})
+        try:
+            parts = [TopicPartition(self.topic, p) for p in range(self.partitions)]
+            return sum(max(tp.offset, 0) for tp in consumer.committed(parts, timeout=10))
+        finally:
+            consumer.close()
+
+    def end_offsets(self) -> int:
+        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": self.group + "-probe"})
+        try:
+            total = 0
+            for p in range(self.partitions):
+                _, high = consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=10)
+                total += high
+            return total
+        finally:
+            consumer.close()
+
+    def wait_all_committed(self, timeout: float = 120) -> None:
+        end = self.end_offsets()
+        wait_until(lambda: self.committed() >= end, timeout=timeout, interval=0.5, what="all offsets committed")
+
+    def dead_letters(self, expected: int, timeout: float = 60) -> list[Any]:
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self.bootstrap,
+                "group.id": f"dlq-{uuid.uuid4().hex}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+            }
+        )
+        consumer.subscribe([self.topic + ".dlq"])
+        found: list[Any] = []
+        deadline = time.monotonic() + timeout
+        try:
+            while len(found) < expected and time.monotonic() < deadline:
+                for message in consumer.consume(1000, 1.0):
+                    if message.error() is None:
+                        found.append(message)
+            # Anything beyond `expected` would be a bug too: give it a moment to show up.
+            found.extend(m for m in consumer.consume(1000, 2.0) if m.error() is None)
+        finally:
+            consumer.close()
+        return found
+
+    def reader(self, settings: EngineSettings | None = None) -> FeatureReader:
+        return FeatureReader(redis.Redis.from_url(self.redis_url), settings, prefix=self.prefix)
+
+
+def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+    if process.poll() is None:
+        process.send_signal(sig)
+    try:
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait(timeout=10)
+
+
+def memory_engine(lines: Iterable[bytes], now: float) -> tuple[CustomerActivityFeatures, dict[str, int]]:
+    """The in-memory engine fed the same lines in order; also counts invalid lines by reason."""
+    import msgspec
+
+    engine = CustomerActivityFeatures(clock=lambda: now)
+    reasons: dict[str, int] = {}
+    for line in lines:
+        try:
+            obj = msgspec.json.decode(line)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            obj = None
+        try:
+            if obj is None:
+                from stream_features import decode_event
+
+                decode_event(line, now=now)
+            else:
+                engine.ingest(obj)
+        except InvalidEvent as exc:
+            reasons[exc.reason] = reasons.get(exc.reason, 0) + 1
+    return engine, reasons
+
+
+def assert_same_state(engine: CustomerActivityFeatures, pipeline: Pipeline, *, as_of: float) -> int:
+    """Every customer's summary (30 and 90 days) from Redis equals the in-memory engine's."""
+    reader = pipeline.reader()
+    customers = engine.customer_ids()
+    for days in (30, 90):
+        from_redis = reader.get_cohort_features(customers, days=days, as_of=as_of)
+        for customer in customers:
+            expected = engine.get_all_features(customer, days, as_of)
+            assert from_redis[customer] == expected, customer
+    for customer in customers[:200]:
+        assert reader.get_summary(customer, as_of=as_of) == engine.get_feature_summary(customer, as_of=as_of)
+    return len(customers)

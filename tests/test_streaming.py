@@ -1,0 +1,165 @@
+"""The streaming path end to end against a real Kafka broker and a real Redis server."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import time
+
+import pytest
+
+from stream_features.generate import GeneratorOptions, generate_events
+
+from .streaming import Pipeline, assert_same_state, memory_engine, stop, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def _events(count: int, customers: int, seed: int) -> list[bytes]:
+    end = time.time() - 3600
+    options = GeneratorOptions(customers=customers, events=count, start=end - 100 * 86400, end=end, seed=seed)
+    return list(generate_events(options))
+
+
+@pytest.fixture
+def pipeline(kafka_bootstrap: str, redis_url: str, key_prefix: str) -> Pipeline:
+    return Pipeline.fresh(kafka_bootstrap, redis_url, key_prefix)
+
+
+def test_end_to_end_equals_memory_engine_and_dead_letters(pipeline: Pipeline) -> None:
+    lines = _events(4000, 300, seed=11)
+    pipeline.produce(lines)
+    consumer = pipeline.start_consumer("--exit-when-idle", "3")
+    assert consumer.wait(timeout=120) == 0, consumer.stderr.read().decode() if consumer.stderr else ""
+    now = time.time()
+    engine, reasons = memory_engine(lines, now)
+    assert reasons, "the generator should include invalid events"
+    assert assert_same_state(engine, pipeline, as_of=now) > 250
+    letters = pipeline.dead_letters(sum(reasons.values()))
+    got: dict[str, int] = {}
+    for letter in letters:
+        headers = dict(letter.headers())
+        got[headers["error.reason"].decode()] = got.get(headers["error.reason"].decode(), 0) + 1
+        assert headers["source.topic"].decode() == pipeline.topic
+        assert int(headers["source.offset"]) >= 0 and headers["error.message"]
+        assert letter.value() in lines  # the original bytes, untouched
+    assert got == reasons
+
+
+def test_sigkill_at_random_moments_then_restart_gives_clean_state(pipeline: Pipeline) -> None:
+    lines = _events(60000, 3000, seed=12)
+    pipeline.produce(lines)
+    rng = random.Random(5)
+    kills = 0
+    for _ in range(4):
+        consumer = pipeline.start_consumer("--batch-size", str(rng.choice([500, 2000, 5000])))
+        before = pipeline.committed()
+        # Kill once it has committed something new, after a random extra delay: mid-batch most times.
+        wait_until(
+            lambda b=before: pipeline.committed() > b or consumer.poll() is not None,
+            timeout=60,
+            what="progress before the kill",
+        )
+        time.sleep(rng.uniform(0.0, 1.5))
+        if consumer.poll() is None:
+            consumer.send_signal(signal.SIGKILL)
+            consumer.wait(timeout=10)
+            kills += 1
+    assert kills >= 3
+    final = pipeline.start_consumer("--exit-when-idle", "3")
+    assert final.wait(timeout=180) == 0
+    pipeline.wait_all_committed()
+    now = time.time()
+    engine, _ = memory_engine(lines, now)
+    assert assert_same_state(engine, pipeline, as_of=now) > 2000
+
+
+def test_two_consumers_with_rebalance_mid_stream(pipeline: Pipeline) -> None:
+    lines = _events(40000, 2000, seed=13)
+    pipeline.produce(lines)
+    first = pipeline.start_consumer("--batch-size", "1000")
+    wait_until(lambda: pipeline.committed() > 2000, timeout=60, what="first consumer progress")
+    second = pipeline.start_consumer("--batch-size", "1000", "--exit-when-idle", "4")  # rebalance: join
+    wait_until(lambda: pipeline.committed() > 15000, timeout=90, what="progress with two consumers")
+    assert stop(first) == 0  # rebalance: leave, partitions move to the second consumer
+    assert second.wait(timeout=180) == 0
+    pipeline.wait_all_committed()
+    now = time.time()
+    engine, _ = memory_engine(lines, now)
+    assert assert_same_state(engine, pipeline, as_of=now) > 1500
+
+
+def test_malformed_batch_goes_to_dead_letters_and_valid_events_apply(pipeline: Pipeline) -> None:
+    now = time.time()
+    good = [
+        json.dumps({"type": "purchase", "customer_id": "ok", "timestamp": now - 60, "amount": 5}).encode(),
+        json.dumps({"type": "purchase", "customer_id": "late", "timestamp": now - 10, "amount": 1}).encode(),
+    ]
+    bad = {
+        b"\xff\xfe\x00garbage": "malformed_json",
+        b"[1,2,3]": "not_an_object",
+        b'{"type": "purchase", "customer_id": "x", "timestamp": 0}': "missing_field",
+        b'{"type": "purchase", "customer_id": "x", "timestamp": 0, "amount": "1"}': "bad_type",
+        b'{"type": "purchase", "customer_id": "x", "timestamp": 0, "amount": -1}': "negative_value",
+        b'{"type": "purchase", "customer_id": "x", "timestamp": 0, "amount": 1e999}': "non_finite",
+        b'{"type": "gift", "customer_id": "x", "timestamp": 0}': "unknown_type",
+        b'{"type": "purchase", "customer_id": "x", "timestamp": "noon", "amount": 1}': "bad_timestamp",
+        json.dumps(
+            {"type": "purchase", "customer_id": "x", "timestamp": now + 5 * 86400, "amount": 1}
+        ).encode(): "future_timestamp",
+        b'{"pad": "' + b"x" * 70000 + b'"}': "too_large",
+        # older than "late"'s newest tile minus retention (400 days): judged against stored state
+        json.dumps(
+            {"type": "purchase", "customer_id": "late", "timestamp": now - 500 * 86400, "amount": 1}
+        ).encode(): "too_late",
+    }
+    pipeline.produce([*good, *bad])
+    consumer = pipeline.start_consumer("--exit-when-idle", "3")
+    assert consumer.wait(timeout=120) == 0
+    letters = pipeline.dead_letters(len(bad))
+    assert sorted(dict(m.headers())["error.reason"].decode() for m in letters) == sorted(bad.values())
+    for letter in letters:
+        assert bad[letter.value()] == dict(letter.headers())["error.reason"].decode()
+    reader = pipeline.reader()
+    assert reader.get_features("ok")["purchase_count"] == 1
+    assert reader.get_features("late")["purchase_count"] == 1
+    assert reader.get_features("x")["has_history"] is False
+
+
+def test_redis_crash_and_restart_mid_stream_loses_nothing(kafka_bootstrap: str, key_prefix: str) -> None:
+    """A Redis of our own (deploy/redis.sh on another port) is SIGKILLed mid-ingest and restarted."""
+    import shutil
+
+    from . import services
+
+    if not shutil.which("redis-server"):
+        pytest.skip("needs a local redis-server to crash and restart")
+    port = "6391"
+    env = {"REDIS_PORT": port}
+    services.run_deploy("redis.sh", "wipe", env)
+    services.run_deploy("redis.sh", "start", env)
+    url = f"redis://127.0.0.1:{port}/0"
+    pipeline = Pipeline.fresh(kafka_bootstrap, url, key_prefix)
+    lines = _events(40000, 2000, seed=14)
+    pipeline.produce(lines)
+    consumer = pipeline.start_consumer("--batch-size", "1000", "--exit-when-idle", "5")
+    try:
+        wait_until(lambda: pipeline.committed() > 5000, timeout=60, what="progress before the crash")
+        pid = int(services.state_file(f"redis-{port}.pid").read_text())
+        import os
+
+        os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: not services.pid_alive(pid), timeout=10, what="redis to die")
+        committed_while_down = pipeline.committed()
+        time.sleep(2)  # the consumer must be retrying now, not moving offsets
+        assert pipeline.committed() == committed_while_down
+        services.run_deploy("redis.sh", "start", env)
+        assert consumer.wait(timeout=180) == 0
+        pipeline.wait_all_committed()
+        now = time.time()
+        engine, _ = memory_engine(lines, now)
+        assert assert_same_state(engine, pipeline, as_of=now) > 1500
+    finally:
+        stop(consumer)
+        services.run_deploy("redis.sh", "stop", env)
