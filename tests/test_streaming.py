@@ -57,7 +57,7 @@ def test_sigkill_at_random_moments_then_restart_gives_clean_state(pipeline: Pipe
         before = pipeline.committed()
         # Kill once it has committed something new, after a random extra delay: mid-batch most times.
         wait_until(
-            lambda b=before: pipeline.committed() > b or consumer.poll() is not None,
+            lambda b=before, c=consumer: pipeline.committed() > b or c.poll() is not None,
             timeout=60,
             what="progress before the kill",
         )
