@@ -43,8 +43,13 @@ def _rate(text: str) -> float:
 
 
 def _timestamp(text: str) -> float:
+    """ISO 8601 or Unix seconds, as a flag value."""
     try:
-        return parse_timestamp(float(text) if text.replace(".", "", 1).isdigit() else text)
+        value: object = float(text)
+    except ValueError:
+        value = text
+    try:
+        return parse_timestamp(value)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -87,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_connection_flags(features, kafka=False)
     features.add_argument("customer_id")
     features.add_argument("--days", type=_positive_int, default=30)
-    features.add_argument("--as-of", help="ISO 8601 time or Unix seconds (default now)")
+    features.add_argument("--as-of", type=_timestamp, help="ISO 8601 time or Unix seconds (default now)")
     features.add_argument("--summary", action="store_true", help="nested summary with metadata")
     features.add_argument("--json", action="store_true", help="JSON output for scripts")
 
@@ -163,7 +168,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from .api import create_app
 
     config = _config(args)
-    app = create_app(config, kafka_bootstrap_servers=args.status_bootstrap_servers)
+    app = create_app(config)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
     return 0
 

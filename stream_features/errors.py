@@ -43,6 +43,10 @@ class InvalidQuery(StreamFeaturesError):
     """A feature request with bad arguments (window out of range, unparsable as_of, ...)."""
 
 
+class CohortTooLarge(InvalidQuery):
+    """A cohort request with more customers than one call may read."""
+
+
 class ConfigurationError(StreamFeaturesError):
     """A setting that cannot work (bad flag, bad environment value)."""
 

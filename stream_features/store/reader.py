@@ -12,7 +12,8 @@ from typing import Any
 import redis
 from redis.cluster import RedisCluster
 
-from ..features import cohort_summary, flat_features, summarize
+from ..errors import CohortTooLarge
+from ..features import TRADEOFF_FIELDS, cohort_summary, flat_features, summarize
 from ..settings import EngineSettings
 from ..timeparse import parse_as_of
 from ..windows import validate_days
@@ -72,8 +73,6 @@ class FeatureReader:
         return summarize(features, metadata)
 
     def get_tradeoff(self, customer_id: str, *, as_of: object = None) -> dict[str, Any]:
-        from ..features import TRADEOFF_FIELDS
-
         features = self.get_features(customer_id, as_of=as_of)
         return {name: features[name] for name in TRADEOFF_FIELDS}
 
@@ -84,9 +83,7 @@ class FeatureReader:
         resolved_days, moment = self._resolve(days, as_of)
         unique = list(dict.fromkeys(customer_ids))
         if len(unique) > MAX_COHORT_SIZE:
-            from ..errors import InvalidQuery
-
-            raise InvalidQuery(f"a cohort holds at most {MAX_COHORT_SIZE} customers")
+            raise CohortTooLarge(f"a cohort holds at most {MAX_COHORT_SIZE} customers, got {len(unique)}")
         records = self._records(unique, resolved_days, moment)
         return {cid: features for cid, (features, _) in zip(unique, records, strict=True)}
 
@@ -97,3 +94,72 @@ class FeatureReader:
 
     def ping(self) -> bool:
         return bool(self._client.ping())
+
+
+class AsyncFeatureReader:
+    """The same answers as ``FeatureReader`` over ``redis.asyncio`` (used by the HTTP API)."""
+
+    def __init__(
+        self,
+        client: Any,
+        settings: EngineSettings | None = None,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._client = client
+        self.settings = settings or EngineSettings()
+        self._prefix = prefix
+        self._clock = clock
+
+    def _resolve(self, days: object, as_of: object) -> tuple[int, float]:
+        return validate_days(days, self.settings), parse_as_of(as_of, now=self._clock())
+
+    async def _fetch(self, customer_ids: list[str]) -> list[dict[bytes, bytes]]:
+        if len(customer_ids) == 1:
+            return [await self._client.hgetall(tiles_key(customer_ids[0], self._prefix))]
+        results: list[dict[bytes, bytes]] = []
+        for start in range(0, len(customer_ids), _COHORT_CHUNK):
+            pipe = self._client.pipeline(transaction=False)
+            for customer_id in customer_ids[start : start + _COHORT_CHUNK]:
+                pipe.hgetall(tiles_key(customer_id, self._prefix))
+            results.extend(await pipe.execute())
+        return results
+
+    async def records(
+        self, customer_ids: Iterable[str], *, days: object = None, as_of: object = None
+    ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """(flat features, metadata) per distinct id, in first-seen order."""
+        resolved_days, moment = self._resolve(days, as_of)
+        unique = list(dict.fromkeys(customer_ids))
+        if len(unique) > MAX_COHORT_SIZE:
+            raise CohortTooLarge(f"a cohort holds at most {MAX_COHORT_SIZE} customers, got {len(unique)}")
+        out = []
+        for customer_id, raw in zip(unique, await self._fetch(unique), strict=True):
+            tiles, metadata = decode_customer_hash(raw)
+            features = flat_features(customer_id, tiles, days=resolved_days, as_of=moment, settings=self.settings)
+            out.append((features, metadata))
+        return out
+
+    async def get_features(self, customer_id: str, *, days: object = None, as_of: object = None) -> dict[str, Any]:
+        ((features, _),) = await self.records([customer_id], days=days, as_of=as_of)
+        return features
+
+    async def get_summary(self, customer_id: str, *, days: object = None, as_of: object = None) -> dict[str, Any]:
+        ((features, metadata),) = await self.records([customer_id], days=days, as_of=as_of)
+        return summarize(features, metadata)
+
+    async def get_cohort_features(
+        self, customer_ids: Iterable[str], *, days: object = None, as_of: object = None
+    ) -> dict[str, dict[str, Any]]:
+        records = await self.records(customer_ids, days=days, as_of=as_of)
+        return {features["customer_id"]: features for features, _ in records}
+
+    async def get_cohort_summary(
+        self, customer_ids: Iterable[str], *, days: object = None, as_of: object = None
+    ) -> dict[str, Any]:
+        records = await self.records(customer_ids, days=days, as_of=as_of)
+        return cohort_summary(features for features, _ in records)
+
+    async def ping(self) -> bool:
+        return bool(await self._client.ping())

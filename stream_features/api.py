@@ -1,0 +1,185 @@
+"""The HTTP API (SPEC §6): FastAPI over the async Redis reader. Errors map to HTTP status here only."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+from fastapi import Body, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, PlainTextResponse, Response
+from prometheus_client import generate_latest
+from pydantic import BaseModel, Field
+
+from .config import ServiceConfig
+from .errors import CohortTooLarge, InvalidQuery
+from .events import MAX_CUSTOMER_ID_BYTES
+from .metrics import ApiMetrics
+from .store.reader import MAX_COHORT_SIZE, AsyncFeatureReader
+
+log = logging.getLogger(__name__)
+_encoder = msgspec.json.Encoder()
+
+
+class JSONResponse(Response):
+    """msgspec-encoded JSON: several times faster than the stdlib encoder on feature records."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return _encoder.encode(content)
+
+
+class CohortRequest(BaseModel):
+    customer_ids: list[str] = Field(..., description=f"at most {MAX_COHORT_SIZE} distinct ids")
+    days: int | None = Field(None, description="window length in days (default 30)")
+    as_of: str | float | None = Field(None, description="ISO 8601 time or Unix seconds (default now)")
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": code, "message": message}, status_code=status)
+
+
+def _check_customer_id(customer_id: str) -> None:
+    if not customer_id.strip() or len(customer_id.encode("utf-8", "surrogatepass")) > MAX_CUSTOMER_ID_BYTES:
+        raise InvalidQuery(f"customer id must be 1..{MAX_CUSTOMER_ID_BYTES} UTF-8 bytes and not blank")
+
+
+def create_app(
+    config: ServiceConfig,
+    *,
+    redis_client: Any = None,
+    status: Any = None,
+    clock: Callable[[], float] = time.time,
+) -> FastAPI:
+    """Build the app. ``redis_client`` (redis.asyncio) defaults to one from ``config.redis_url``."""
+    client = redis_client or (
+        aioredis.RedisCluster.from_url(config.redis_url)
+        if config.redis_cluster
+        else aioredis.Redis.from_url(config.redis_url, socket_timeout=2, socket_connect_timeout=2)
+    )
+    reader = AsyncFeatureReader(client, config.engine, prefix=config.key_prefix, clock=clock)
+    metrics = ApiMetrics.create()
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if status is not None:
+            await status.start()
+        yield
+        if status is not None:
+            await status.stop()
+        await client.aclose()
+
+    app = FastAPI(
+        title="stream_features",
+        version="0.1.0",
+        description="Customer-activity features from streaming aggregates: counts, sums, ratios and "
+        "descriptive flags over any window, as of any time.",
+        default_response_class=JSONResponse,
+        lifespan=lifespan,
+    )
+    app.state.reader = reader
+    app.state.metrics = metrics
+
+    @app.middleware("http")
+    async def measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        name = getattr(route, "path", "unmatched")
+        metrics.lookup_seconds.labels(name).observe(time.perf_counter() - started)
+        metrics.requests.labels(name, str(response.status_code)).inc()
+        return response
+
+    @app.exception_handler(CohortTooLarge)
+    async def too_large(_request: Request, exc: CohortTooLarge) -> JSONResponse:
+        return _error(413, "cohort_too_large", str(exc))
+
+    @app.exception_handler(InvalidQuery)
+    async def bad_query(_request: Request, exc: InvalidQuery) -> JSONResponse:
+        return _error(400, "invalid_query", str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = []
+        for error in exc.errors()[:5]:
+            if error.get("type") == "json_invalid":
+                problems.append("body: not valid JSON")
+                continue
+            where = ".".join(str(part) for part in error.get("loc", ()) if part != "body") or "body"
+            problems.append(f"{where}: {error.get('msg')}")
+        return _error(422, "invalid_request", "; ".join(problems))
+
+    @app.exception_handler(aioredis.RedisError)
+    async def store_down(_request: Request, exc: aioredis.RedisError) -> JSONResponse:
+        log.warning("redis error: %s", exc)
+        return _error(503, "unavailable", "the feature store is unavailable; retry shortly")
+
+    @app.exception_handler(Exception)
+    async def internal(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=exc)
+        return _error(500, "internal", "internal error")
+
+    days_query = Query(None, description="window length in whole days, 1..retention_days (default 30)")
+    as_of_query = Query(None, description="ISO 8601 time or Unix seconds (default now)")
+
+    @app.get("/v1/customers/{customer_id:path}/features", summary="Flat features of one customer")
+    async def customer_features(
+        customer_id: str, days: int | None = days_query, as_of: str | None = as_of_query
+    ) -> Any:
+        _check_customer_id(customer_id)
+        return await reader.get_features(customer_id, days=days, as_of=_as_of(as_of))
+
+    @app.get("/v1/customers/{customer_id:path}/summary", summary="Nested feature summary with profile metadata")
+    async def customer_summary(customer_id: str, days: int | None = days_query, as_of: str | None = as_of_query) -> Any:
+        _check_customer_id(customer_id)
+        return await reader.get_summary(customer_id, days=days, as_of=_as_of(as_of))
+
+    @app.post("/v1/cohorts/features", summary="Flat features for many customers in one call")
+    async def cohort_features(request: CohortRequest = Body(...)) -> Any:  # noqa: B008
+        return await reader.get_cohort_features(request.customer_ids, days=request.days, as_of=_as_of(request.as_of))
+
+    @app.post("/v1/cohorts/summary", summary="Means, flag rates and trend counts over a cohort")
+    async def cohort_summary(request: CohortRequest = Body(...)) -> Any:  # noqa: B008
+        return await reader.get_cohort_summary(request.customer_ids, days=request.days, as_of=_as_of(request.as_of))
+
+    @app.get("/healthz", summary="The process is up")
+    async def healthz() -> Any:
+        return {"status": "ok"}
+
+    @app.get("/readyz", summary="Redis answers")
+    async def readyz() -> Any:
+        try:
+            await reader.ping()
+        except (aioredis.RedisError, OSError):
+            return _error(503, "not_ready", "Redis is not reachable")
+        return {"status": "ready"}
+
+    @app.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
+    async def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type="text/plain; version=0.0.4")
+
+    if status is not None:
+        status.mount(app)
+    else:
+
+        @app.get("/", include_in_schema=False)
+        async def index() -> Response:
+            return HTMLResponse('<a href="/docs">API docs</a>')
+
+    return app
+
+
+def _as_of(value: str | float | None) -> object:
+    """Query strings arrive as text: a bare number means Unix seconds."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value

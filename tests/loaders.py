@@ -1,0 +1,35 @@
+"""Load events into Redis through the real writer (no Kafka), for read-side tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import msgspec
+import redis
+
+from stream_features import CustomerActivityFeatures, EngineSettings, InvalidEvent, decode_event
+from stream_features.store.writer import PendingEvent, StateWriter
+
+
+def load(
+    client: redis.Redis, prefix: str, lines: Iterable[bytes], *, now: float, batch: int = 2000
+) -> CustomerActivityFeatures:
+    """Write lines to Redis as one partition in batches; return the in-memory engine fed the same."""
+    engine = CustomerActivityFeatures(clock=lambda: now)
+    writer = StateWriter(client, EngineSettings(), prefix=prefix)
+    pending: dict[str, list[PendingEvent]] = {}
+    for offset, line in enumerate(lines):
+        try:
+            event = decode_event(line, now=now)
+        except InvalidEvent:
+            continue
+        try:
+            engine.ingest(msgspec.json.decode(line))
+        except InvalidEvent:
+            pass
+        pending.setdefault(event.customer_id, []).append(PendingEvent(event, "t", 0, offset))
+        if offset % batch == batch - 1:
+            writer.apply(pending)
+            pending = {}
+    writer.apply(pending)
+    return engine

@@ -1,0 +1,137 @@
+"""The HTTP API against real Redis: same answers as the in-memory engine, and every error path."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from urllib.parse import quote
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+from stream_features import CustomerActivityFeatures
+from stream_features.api import create_app
+from stream_features.config import ServiceConfig
+from stream_features.generate import GeneratorOptions, generate_events
+
+from .loaders import load
+
+pytestmark = pytest.mark.integration
+NOW = time.time()
+AS_OF = NOW - 600
+
+
+@pytest.fixture
+def loaded(
+    redis_client: redis.Redis, redis_url: str, key_prefix: str
+) -> Iterator[tuple[TestClient, CustomerActivityFeatures]]:
+    lines = list(generate_events(GeneratorOptions(customers=150, events=3000, start=NOW - 120 * 86400, end=NOW - 3600)))
+    odd = [
+        b'{"type":"profile","customer_id":"a/b {c} \xf0\x9f\x99\x82","timestamp":%d,"attributes":{"tier":"gold"}}'
+        % int(NOW - 7200)
+    ]
+    engine = load(redis_client, key_prefix, lines + odd, now=NOW)
+    app = create_app(ServiceConfig(redis_url=redis_url, key_prefix=key_prefix))
+    with TestClient(app) as client:
+        yield client, engine
+
+
+def test_customer_routes_equal_the_memory_engine(loaded: tuple[TestClient, CustomerActivityFeatures]) -> None:
+    client, engine = loaded
+    for customer in engine.customer_ids()[:60]:
+        for days in (1, 30, 90, 400):
+            response = client.get(
+                f"/v1/customers/{quote(customer, safe='')}/features", params={"days": days, "as_of": AS_OF}
+            )
+            assert response.status_code == 200
+            assert response.json() == engine.get_all_features(customer, days, AS_OF)
+        summary = client.get(
+            f"/v1/customers/{quote(customer, safe='')}/summary", params={"as_of": "2026-01-01T00:00:00Z"}
+        )
+        assert summary.json() == engine.get_feature_summary(customer, as_of="2026-01-01T00:00:00Z")
+
+
+def test_odd_ids_in_the_path(loaded: tuple[TestClient, CustomerActivityFeatures]) -> None:
+    client, _ = loaded
+    odd = "a/b {c} 🙂"
+    response = client.get(f"/v1/customers/{quote(odd, safe='')}/summary")
+    assert response.status_code == 200
+    assert response.json()["metadata"] == {"tier": "gold"} and response.json()["customer_id"] == odd
+    unknown = client.get("/v1/customers/nobody-here/features").json()
+    assert unknown["has_history"] is False and unknown["purchase_count"] == 0
+
+
+def test_cohort_routes(loaded: tuple[TestClient, CustomerActivityFeatures]) -> None:
+    client, engine = loaded
+    ids = [*engine.customer_ids()[:100], "nobody", engine.customer_ids()[0]]
+    body = {"customer_ids": ids, "days": 60, "as_of": AS_OF}
+    features = client.post("/v1/cohorts/features", json=body)
+    assert features.status_code == 200
+    assert features.json() == engine.get_cohort_features(ids, 60, AS_OF)
+    summary = client.post("/v1/cohorts/summary", json=body)
+    assert summary.json() == engine.get_cohort_summary(ids, 60, AS_OF)
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "status", "code"),
+    [
+        ("/v1/customers/c/features", {"days": 0}, 400, "invalid_query"),
+        ("/v1/customers/c/features", {"days": 401}, 400, "invalid_query"),
+        ("/v1/customers/c/features", {"days": "week"}, 422, "invalid_request"),
+        ("/v1/customers/c/features", {"as_of": "yesterday"}, 400, "invalid_query"),
+        ("/v1/customers/c/summary", {"as_of": "99999999999999"}, 400, "invalid_query"),
+        (f"/v1/customers/{'x' * 257}/features", {}, 400, "invalid_query"),
+        ("/v1/customers/%20%20/features", {}, 400, "invalid_query"),
+        ("/v1/nothing", {}, 404, None),
+    ],
+)
+def test_bad_requests_get_4xx_with_a_message(
+    loaded: tuple[TestClient, CustomerActivityFeatures],
+    path: str,
+    params: dict[str, object],
+    status: int,
+    code: str | None,
+) -> None:
+    client, _ = loaded
+    response = client.get(path, params=params)
+    assert response.status_code == status
+    if code:
+        assert response.json()["error"] == code and response.json()["message"]
+
+
+def test_bad_bodies(loaded: tuple[TestClient, CustomerActivityFeatures]) -> None:
+    client, _ = loaded
+    for body, status in [
+        (b"{not json", 422),
+        (b'{"customer_ids": "abc"}', 422),
+        (b'{"days": 3}', 422),
+        (b'{"customer_ids": ["a"], "days": 0}', 400),
+    ]:
+        response = client.post("/v1/cohorts/features", content=body, headers={"content-type": "application/json"})
+        assert response.status_code == status, body
+        assert "Traceback" not in response.text and response.json()["message"]
+    huge = {"customer_ids": [f"c{i}" for i in range(10_001)]}
+    response = client.post("/v1/cohorts/summary", json=huge)
+    assert response.status_code == 413 and response.json()["error"] == "cohort_too_large"
+
+
+def test_health_ready_metrics_and_docs(loaded: tuple[TestClient, CustomerActivityFeatures]) -> None:
+    client, _ = loaded
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").status_code == 200
+    client.get("/v1/customers/c/features")
+    metrics = client.get("/metrics").text
+    assert 'stream_features_lookup_seconds_count{route="/v1/customers/{customer_id:path}/features"}' in metrics
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/v1/cohorts/features", "/v1/cohorts/summary", "/healthz", "/readyz"} <= set(paths)
+
+
+def test_redis_down_gives_503_not_a_stack_trace() -> None:
+    app = create_app(ServiceConfig(redis_url="redis://127.0.0.1:1/0"))
+    with TestClient(app) as client:
+        assert client.get("/healthz").status_code == 200
+        ready = client.get("/readyz")
+        assert ready.status_code == 503 and ready.json()["error"] == "not_ready"
+        response = client.get("/v1/customers/c/features")
+        assert response.status_code == 503 and response.json()["error"] == "unavailable"
