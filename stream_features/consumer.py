@@ -3,11 +3,15 @@
 Commit order, per batch (the whole guarantee rests on it):
 
 1. decode every record; invalid ones are set aside as dead letters;
-2. apply the valid events to Redis: one atomic Lua call per group of customers, which also
-   records per customer the last offset applied per partition, so a redelivered record is
+2. apply the valid events to Redis (``StateWriter``): per customer one atomic compare-and-set
+   that also records the last offset applied per partition, so a redelivered record is
    recognised and skipped (a crash anywhere below repeats the batch harmlessly);
-3. deliver the dead letters (including events the script judged too_late) and wait for acks;
+3. deliver the dead letters (including events judged too_late) and wait for the acks;
 4. commit the batch's offsets to Kafka, synchronously.
+
+One batch is in flight at a time: while Redis applies batch N (a writer thread doing I/O only),
+the main thread decodes and prepares batch N+1; batch N is settled, dead-lettered and committed
+before N+1 is sent, and always before partitions are revoked or the process exits.
 
 Redis or Kafka unavailable: the step is retried with back-off until it succeeds or the process is
 asked to stop; nothing is skipped and no offset moves past an effect that is not in Redis.
@@ -19,6 +23,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -31,7 +36,15 @@ from .errors import InvalidEvent, ServiceUnavailable
 from .events import decode_event
 from .kafka_io import client_settings, ensure_topics, wait_for_kafka
 from .metrics import ConsumerMetrics
-from .store.writer import ALREADY_REJECTED, APPLIED, DUPLICATE, TOO_LATE, PendingEvent, StateWriter
+from .store.writer import (
+    ALREADY_REJECTED,
+    APPLIED,
+    DUPLICATE,
+    TOO_LATE,
+    PendingEvent,
+    PreparedBatch,
+    StateWriter,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -42,6 +55,16 @@ _TYPE_NAMES = {
     "SupportEvent": "support",
     "ProfileEvent": "profile",
 }
+
+
+@dataclass
+class _Batch:
+    records: list[Message]
+    by_customer: dict[str, list[PendingEvent]]
+    letters: list[DeadLetter]
+    started: float
+    prepared: PreparedBatch | None = None
+    written: Future[dict[str, bool]] | None = None
 
 
 class Stopped(Exception):
@@ -78,6 +101,8 @@ class FeatureConsumer:
         self._consumer: Consumer | None = None
         self._dlq: DeadLetterProducer | None = None
         self._last_lag_update = 0.0
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="redis-writer")
+        self._in_flight: _Batch | None = None
         self._newest_applied = float("-inf")
         self._idle_since = time.monotonic()
 
@@ -119,6 +144,7 @@ class FeatureConsumer:
         log.info("consumer started %s", self.config.describe())
 
     def close(self) -> None:
+        self._executor.shutdown(wait=True)
         if self._consumer is not None:
             self._consumer.close()  # leaves the group so partitions move at once
             self._consumer = None
@@ -130,7 +156,8 @@ class FeatureConsumer:
         log.info("assigned %s", [p.partition for p in partitions])
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # Every batch is committed before the next poll, so nothing is pending here.
+        # Settle and commit the batch in flight while we still own its partitions.
+        self._settle_in_flight()
         self.metrics.rebalances.labels("revoke").inc()
         log.info("revoked %s", [p.partition for p in partitions])
 
@@ -151,6 +178,7 @@ class FeatureConsumer:
                 messages = self._consumer.consume(self.config.batch_size, self.config.batch_timeout_seconds)
                 records = [m for m in messages if self._usable(m)]
                 if not records:
+                    self._settle_in_flight()
                     idle = time.monotonic() - self._idle_since
                     if (
                         exit_when_idle_seconds is not None
@@ -163,6 +191,7 @@ class FeatureConsumer:
                 self.process(records)
                 if max_batches is not None and self.stats.batches >= max_batches:
                     break
+            self._settle_in_flight()
         except (Stopped, InterruptedError):
             log.info("stopped during a batch; its offsets stay uncommitted and will be redelivered")
         finally:
@@ -183,8 +212,23 @@ class FeatureConsumer:
         return False
 
     def process(self, records: list[Message]) -> None:
-        """Decode, apply, dead-letter and commit one batch (see the module docstring)."""
+        """Decode and prepare a batch, settle the one in flight, then send this one."""
+        batch = self._decode(records)
+        batch.prepared = self._retry("redis", lambda: self._writer.prepare(batch.by_customer))
+        if self._settle_in_flight():
+            # The previous batch needed a retry: what this one was prepared on may be stale.
+            self._writer.forget(batch.by_customer)
+            batch.prepared = self._retry("redis", lambda: self._writer.prepare(batch.by_customer))
+        batch.written = self._executor.submit(self._timed_execute, batch.prepared)
+        self._in_flight = batch
+
+    def _timed_execute(self, prepared: PreparedBatch) -> dict[str, bool]:
         started = time.perf_counter()
+        written = self._writer.execute(prepared)
+        self.metrics.redis_write_seconds.observe(time.perf_counter() - started)
+        return written
+
+    def _decode(self, records: list[Message]) -> _Batch:
         by_customer: dict[str, list[PendingEvent]] = {}
         letters: list[DeadLetter] = []
         now = self._clock()
@@ -199,10 +243,30 @@ class FeatureConsumer:
                 event, message.topic() or "", message.partition() or 0, message.offset() or 0, message
             )
             by_customer.setdefault(event.customer_id, []).append(pending)
-        write_started = time.perf_counter()
-        outcomes = self._retry("redis", lambda: self._writer.apply(by_customer))
-        self.metrics.redis_write_seconds.observe(time.perf_counter() - write_started)
-        self._count(by_customer, outcomes, letters)
+        return _Batch(records, by_customer, letters, time.perf_counter())
+
+    def _settle_in_flight(self) -> bool:
+        """Finish the batch in flight: outcomes, retries, dead letters, commit.
+
+        Returns True when its write had to be redone (cached states were dropped meanwhile).
+        """
+        batch, self._in_flight = self._in_flight, None
+        if batch is None or batch.prepared is None or batch.written is None:
+            return False
+        redone = False
+        try:
+            outcomes, conflicted = self._writer.settle(batch.prepared, batch.written.result())
+        except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
+            log.warning("redis write failed, redoing the batch: %s", exc)
+            self._writer.forget(batch.by_customer)
+            outcomes, conflicted = {}, list(batch.by_customer)
+            redone = True
+        if conflicted:
+            retry = {customer: batch.by_customer[customer] for customer in conflicted}
+            outcomes.update(self._retry("redis", lambda: self._writer.apply(retry)))
+            redone = True
+        letters = batch.letters
+        self._count(batch.by_customer, outcomes, letters)
         if letters:
             assert self._dlq is not None
             self._dlq.send_all(letters, should_stop=self.stop_event.is_set)
@@ -210,13 +274,14 @@ class FeatureConsumer:
                 self.metrics.dead_letters.labels(letter.reason).inc()
                 self.stats.by_reason[letter.reason] = self.stats.by_reason.get(letter.reason, 0) + 1
             self.stats.dead_letters += len(letters)
-        self._commit(records)
-        self.stats.records += len(records)
+        self._commit(batch.records)
+        self.stats.records += len(batch.records)
         self.stats.batches += 1
-        self.metrics.batch_size.observe(len(records))
-        self.metrics.batch_seconds.observe(time.perf_counter() - started)
+        self.metrics.batch_size.observe(len(batch.records))
+        self.metrics.batch_seconds.observe(time.perf_counter() - batch.started)
         self.metrics.last_batch_time.set(time.time())
         self._update_lag()
+        return redone
 
     def _count(
         self, by_customer: dict[str, list[PendingEvent]], outcomes: dict[str, str], letters: list[DeadLetter]

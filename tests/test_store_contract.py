@@ -6,6 +6,7 @@ import struct
 import uuid
 from typing import Any
 
+import msgspec
 import pytest
 import redis
 from hypothesis import HealthCheck, given, settings
@@ -99,7 +100,8 @@ def test_key_layout_is_pinned(redis_client: redis.Redis, key_prefix: str) -> Non
         b"a:tier": b'10.0 "gold"',
     }
     aux = redis_client.hgetall(key + ":x")
-    assert aux[b"o:topic:0"] == b"4" and aux[b"nt"] == b"2" and aux[b"nts"] == b"7300.0"
-    assert aux[b"v"] == b"1" and aux[b"np"] == b"93600.5"  # first event (7200.5) + one day
-    assert aux[b"e:e1"] == struct.pack("<d", 7200.5)
+    assert aux[b"v"] == b"1" and aux[b"e:e1"] == struct.pack("<d", 7200.5)
+    meta = msgspec.msgpack.decode(aux[b"m"])
+    assert meta["nt"] == 2 and meta["nts"] == 7300.0 and meta["o"] == {"topic:0": 4} and meta["j"] == {}
+    assert meta["np"] == 7200.5 + 86400  # first event + one day
     assert 0 < redis_client.ttl(key) <= 401 * 86400

@@ -6,11 +6,11 @@ tiles hash ``<prefix>:{<id>}``
   ``t:<tile>``      binary tile aggregates (``tiles.encode_tile``)
   ``a:<attribute>`` ``<event time> <JSON value>`` (newest event time wins)
 bookkeeping hash ``<prefix>:{<id>}:x``
-  ``v``             write version (compare-and-set)
-  ``nt`` / ``nts``  newest tile / newest event time; ``np`` next housekeeping time
-  ``o:<topic>:<partition>`` last applied offset; ``j:<topic>:<partition>`` recent too_late offsets
+  ``v``             write version, the compare-and-set guard (decimal)
+  ``m``             MessagePack map: ``nt`` newest tile, ``nts`` newest event time, ``np`` next
+                    housekeeping time, ``tt`` last TTL refresh (wall clock), ``o`` {"<topic>:<partition>":
+                    last applied offset}, ``j`` {"<topic>:<partition>": [recent too_late offsets]}
   ``e:<event_id>``  event time of a remembered id (8-byte little-endian double)
-  ``tt``            wall-clock second the key TTL was last refreshed
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from ..customer_state import Changes, CustomerState
 from ..tiles import decode_tile, encode_tile
 
 _DOUBLE = struct.Struct("<d")
-_HEAD = struct.Struct("<dB")
-_LEN = struct.Struct("<I")
 _json_encoder = msgspec.json.Encoder()
+_meta_encoder = msgspec.msgpack.Encoder()
+_meta_decoder = msgspec.msgpack.Decoder()
 REJECT_MEMORY = 32
 
 
@@ -67,66 +67,50 @@ def load_customer(main: Mapping[bytes, bytes], aux: Mapping[bytes, bytes]) -> St
             state.attributes[name[2:]] = decode_attribute(raw)
     stored = StoredCustomer(state)
     for raw_field, raw in aux.items():
-        name = raw_field.decode("utf-8", "surrogatepass")
-        if name.startswith("e:"):
-            state.seen_event_ids[name[2:]] = _DOUBLE.unpack(raw)[0]
-        elif name.startswith("o:"):
-            stored.offsets[name] = int(raw)
-        elif name.startswith("j:"):
-            stored.rejects["o:" + name[2:]] = [int(x) for x in raw.split()]
-        elif name == "v":
+        if raw_field.startswith(b"e:"):
+            state.seen_event_ids[raw_field[2:].decode("utf-8", "surrogatepass")] = _DOUBLE.unpack(raw)[0]
+        elif raw_field == b"v":
             stored.version = int(raw)
-        elif name == "nt":
-            state.newest_tile = int(raw)
-        elif name == "nts":
-            state.newest_ts = float(raw)
-        elif name == "np":
-            state.next_prune_ts = float(raw)
-        elif name == "tt":
-            stored.ttl_set_at = float(raw)
+        elif raw_field == b"m":
+            meta = _meta_decoder.decode(raw)
+            state.newest_tile, state.newest_ts, state.next_prune_ts = meta["nt"], meta["nts"], meta["np"]
+            stored.ttl_set_at = meta["tt"]
+            stored.offsets = {f"o:{k}": v for k, v in meta["o"].items()}
+            stored.rejects = {f"o:{k}": v for k, v in meta["j"].items()}
     return stored
 
 
-def _section(items: list[bytes], per_item: int) -> bytes:
-    pack = _LEN.pack
-    return pack(len(items) // per_item) + b"".join([pack(len(item)) + item for item in items])
-
-
-def write_payload(
-    stored: StoredCustomer,
-    changes: Changes,
-    dirty_offsets: set[str],
-    dirty_rejects: set[str],
-    *,
-    refresh_ttl_at: float | None,
-) -> bytes:
-    """The compare-and-set payload (see cas.lua) for everything ``changes`` and bookkeeping touched."""
+def write_arguments(stored: StoredCustomer, changes: Changes, *, refresh_ttl: bool) -> list[bytes | str | int]:
+    """The compare-and-set arguments of one customer (see cas.lua)."""
     state = stored.state
-    main_set: list[bytes] = []
+    main_set: list[bytes | str] = []
     for tile in changes.tiles:
-        main_set += [b"t:%d" % tile, encode_tile(state.tiles[tile])]
+        main_set += [f"t:{tile}", encode_tile(state.tiles[tile])]
     for key in changes.attributes:
-        main_set += [b"a:" + key.encode("utf-8", "surrogatepass"), encode_attribute(*state.attributes[key])]
-    main_del = [b"t:%d" % tile for tile in changes.deleted_tiles]
-    aux_set: list[bytes] = []
-    if state.newest_tile is not None and state.newest_ts is not None:
-        aux_set += [b"nt", b"%d" % state.newest_tile, b"nts", repr(state.newest_ts).encode()]
-        aux_set += [b"np", repr(state.next_prune_ts).encode()]
-    for name in dirty_offsets:
-        aux_set += [name.encode(), b"%d" % stored.offsets[name]]
-    for name in dirty_rejects:
-        aux_set += [b"j:" + name[2:].encode(), " ".join(map(str, stored.rejects[name])).encode()]
+        main_set += [f"a:{key}", encode_attribute(*state.attributes[key])]
+    main_del = [f"t:{tile}" for tile in changes.deleted_tiles]
+    meta = {
+        "nt": state.newest_tile,
+        "nts": state.newest_ts,
+        "np": state.next_prune_ts,
+        "tt": stored.ttl_set_at,
+        "o": {k[2:]: v for k, v in stored.offsets.items()},
+        "j": {k[2:]: v for k, v in stored.rejects.items()},
+    }
+    aux_set: list[bytes | str] = ["m", _meta_encoder.encode(meta)]
+    seen = state.seen_event_ids
     for event_id in changes.event_ids:
-        aux_set += [b"e:" + event_id.encode("utf-8", "surrogatepass"), _DOUBLE.pack(state.seen_event_ids[event_id])]
-    if refresh_ttl_at is not None:
-        aux_set += [b"tt", b"%d" % refresh_ttl_at]
-    aux_del = [b"e:" + event_id.encode("utf-8", "surrogatepass") for event_id in changes.deleted_event_ids]
-    return b"".join(
-        [
-            _HEAD.pack(stored.version, refresh_ttl_at is not None),
-            _section(main_set, 2),
-            _section(main_del, 1),
-            _section(aux_set, 2),
-            _section(aux_del, 1),
-        ]
-    )
+        aux_set += [f"e:{event_id}", _DOUBLE.pack(seen[event_id])]
+    aux_del = [f"e:{event_id}" for event_id in changes.deleted_event_ids]
+    return [
+        stored.version,
+        "1" if refresh_ttl else "0",
+        len(main_set),
+        len(main_del),
+        len(aux_set),
+        len(aux_del),
+        *main_set,
+        *main_del,
+        *aux_set,
+        *aux_del,
+    ]

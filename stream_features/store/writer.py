@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -26,7 +26,7 @@ from ..errors import InvalidEvent
 from ..events import Event
 from ..settings import EngineSettings
 from .keys import DEFAULT_PREFIX, aux_key, tiles_key
-from .state_codec import REJECT_MEMORY, StoredCustomer, load_customer, write_payload
+from .state_codec import REJECT_MEMORY, StoredCustomer, load_customer, write_arguments
 
 APPLIED, DUPLICATE, TOO_LATE, ALREADY_APPLIED, ALREADY_REJECTED = "a", "d", "l", "s", "L"
 TTL_REFRESH_SECONDS = 86400
@@ -54,12 +54,26 @@ def load_script_source() -> str:
 
 @dataclass(slots=True)
 class _Prepared:
-    payload: bytes
+    arguments: list[bytes | str | int]
     codes: str
 
 
+@dataclass(slots=True)
+class PreparedBatch:
+    """A batch computed against the cached states, ready to be written by ``execute``."""
+
+    customers: dict[str, _Prepared]
+
+
 class StateWriter:
-    """Applies batches of events to Redis; returns one outcome code per event (see module doc)."""
+    """Applies batches of events to Redis; returns one outcome code per event (see module doc).
+
+    ``apply`` does it all in one call. The consumer splits it to overlap Python work with
+    Redis work: ``prepare`` (CPU, main thread) → ``execute`` (I/O only, any thread) →
+    ``settle`` (main thread). ``prepare`` assumes the write will succeed (it bumps the cached
+    version), so the next batch can be prepared while this one is in flight; ``settle`` forgets
+    customers whose write did not happen, and their next compare-and-set reloads them.
+    """
 
     def __init__(
         self,
@@ -92,35 +106,70 @@ class StateWriter:
         s already applied earlier (redelivery), L already applied earlier and was too_late.
         """
         outcomes: dict[str, str] = {}
-        todo = list(by_customer)
+        todo = dict(by_customer)
+        for _ in range(MAX_CAS_ROUNDS):
+            if not todo:
+                return outcomes
+            prepared = self.prepare(todo)
+            try:
+                written = self.execute(prepared)
+            except BaseException:
+                self.forget(prepared.customers)
+                raise
+            done, conflicted = self.settle(prepared, written)
+            outcomes.update(done)
+            todo = {customer: by_customer[customer] for customer in conflicted}
+        raise WriteConflict(f"{len(todo)} customers changed concurrently {MAX_CAS_ROUNDS} times in a row")
+
+    def forget(self, customers: Iterable[str]) -> None:
+        """Drop cached states (their next use reloads from Redis)."""
+        for customer in customers:
+            self._cache.pop(customer, None)
+
+    def prepare(self, by_customer: dict[str, list[PendingEvent]]) -> PreparedBatch:
+        """Apply the events to the cached states and build the compare-and-set arguments."""
         try:
-            for _ in range(MAX_CAS_ROUNDS):
-                if not todo:
-                    return outcomes
-                self._load_missing(todo)
-                prepared = {customer: self._prepare(customer, by_customer[customer]) for customer in todo}
-                written = self._write(prepared)
-                retry = []
-                for customer in todo:
-                    if written[customer]:
-                        outcomes[customer] = prepared[customer].codes
-                        self._cache[customer].version += 1
-                        self._cache.move_to_end(customer)
-                    else:
-                        self.conflicts += 1
-                        retry.append(customer)
-                        del self._cache[customer]
-                todo = retry
-            raise WriteConflict(f"{len(todo)} customers changed concurrently {MAX_CAS_ROUNDS} times in a row")
+            self._load_missing(list(by_customer))
+            batch = PreparedBatch({c: self._prepare_customer(c, by_customer[c]) for c in by_customer})
         except BaseException:
-            # The cached states of unwritten customers were mutated in memory: forget them.
-            for customer in by_customer:
-                if customer not in outcomes:
-                    self._cache.pop(customer, None)
+            self.forget(by_customer)  # their cached states may be half-updated
             raise
-        finally:
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return batch
+
+    def execute(self, batch: PreparedBatch) -> dict[str, bool]:
+        """Send the compare-and-set calls; touches no cached state (safe off the main thread)."""
+        customers = list(batch.customers)
+        groups = list(_chunks(customers, self._per_call))
+        pipe = self._client.pipeline(transaction=False)
+        for group in groups:
+            keys: list[str] = []
+            args: list[Any] = [self._ttl]
+            for customer in group:
+                keys += [tiles_key(customer, self._prefix), aux_key(customer, self._prefix)]
+                args += batch.customers[customer].arguments
+            self._script(keys=keys, args=args, client=pipe)
+        replies: list[Any] = pipe.execute()
+        written: dict[str, bool] = {}
+        for group, reply in zip(groups, replies, strict=True):
+            flags = reply.decode() if isinstance(reply, bytes) else str(reply)
+            for customer, flag in zip(group, flags, strict=True):
+                written[customer] = flag == "1"
+        return written
+
+    def settle(self, batch: PreparedBatch, written: dict[str, bool]) -> tuple[dict[str, str], list[str]]:
+        """Outcome codes of written customers, and the customers whose write was refused."""
+        outcomes: dict[str, str] = {}
+        conflicted: list[str] = []
+        for customer, prepared in batch.customers.items():
+            if written.get(customer):
+                outcomes[customer] = prepared.codes
+            else:
+                self.conflicts += 1
+                conflicted.append(customer)
+                self._cache.pop(customer, None)
+        return outcomes, conflicted
 
     def _load_missing(self, customers: list[str]) -> None:
         missing = [c for c in customers if c not in self._cache]
@@ -134,12 +183,11 @@ class StateWriter:
             for index, customer in enumerate(chunk):
                 self._cache[customer] = load_customer(replies[2 * index], replies[2 * index + 1])
 
-    def _prepare(self, customer: str, pending: list[PendingEvent]) -> _Prepared:
+    def _prepare_customer(self, customer: str, pending: list[PendingEvent]) -> _Prepared:
         stored = self._cache[customer]
+        self._cache.move_to_end(customer)
         state = stored.state
         state.changes = changes = Changes()
-        dirty_offsets: set[str] = set()
-        dirty_rejects: set[str] = set()
         codes = []
         try:
             for item in pending:
@@ -149,43 +197,24 @@ class StateWriter:
                     codes.append(ALREADY_REJECTED if rejected else ALREADY_APPLIED)
                     continue
                 stored.offsets[field] = item.offset
-                dirty_offsets.add(field)
                 try:
                     outcome = state.apply(item.event, self._settings)
                 except InvalidEvent:  # too_late is the only rule that needs the customer's state
                     memory = stored.rejects.setdefault(field, [])
                     memory.append(item.offset)
                     del memory[:-REJECT_MEMORY]
-                    dirty_rejects.add(field)
                     codes.append(TOO_LATE)
                     continue
                 codes.append(APPLIED if outcome is Outcome.APPLIED else DUPLICATE)
         finally:
             state.changes = None
         now = self._clock()
-        refresh = now if now - stored.ttl_set_at >= TTL_REFRESH_SECONDS else None
-        if refresh is not None:
+        refresh = now - stored.ttl_set_at >= TTL_REFRESH_SECONDS
+        if refresh:
             stored.ttl_set_at = int(now)
-        payload = write_payload(stored, changes, dirty_offsets, dirty_rejects, refresh_ttl_at=refresh)
-        return _Prepared(payload, "".join(codes))
-
-    def _write(self, prepared: dict[str, _Prepared]) -> dict[str, bool]:
-        customers = list(prepared)
-        groups = list(_chunks(customers, self._per_call))
-        pipe = self._client.pipeline(transaction=False)
-        for group in groups:
-            keys: list[str] = []
-            for customer in group:
-                keys += [tiles_key(customer, self._prefix), aux_key(customer, self._prefix)]
-            args: list[Any] = [self._ttl, *(prepared[c].payload for c in group)]
-            self._script(keys=keys, args=args, client=pipe)
-        replies: list[Any] = pipe.execute()
-        written: dict[str, bool] = {}
-        for group, reply in zip(groups, replies, strict=True):
-            flags = reply.decode() if isinstance(reply, bytes) else str(reply)
-            for customer, flag in zip(group, flags, strict=True):
-                written[customer] = flag == "1"
-        return written
+        arguments = write_arguments(stored, changes, refresh_ttl=refresh)
+        stored.version += 1  # optimistic: settle() forgets the customer if the write is refused
+        return _Prepared(arguments, "".join(codes))
 
 
 def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
