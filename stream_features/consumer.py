@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -48,12 +49,12 @@ from .store.writer import (
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-_TYPE_NAMES = {
-    "PurchaseEvent": "purchase",
-    "SessionEvent": "session",
-    "CartEvent": "cart",
-    "SupportEvent": "support",
-    "ProfileEvent": "profile",
+_OUTCOME_NAMES = {
+    APPLIED: "applied",
+    DUPLICATE: "duplicate",
+    TOO_LATE: "invalid",
+    ALREADY_REJECTED: "invalid",
+    "s": "redelivered",
 }
 
 
@@ -286,26 +287,28 @@ class FeatureConsumer:
     def _count(
         self, by_customer: dict[str, list[PendingEvent]], outcomes: dict[str, str], letters: list[DeadLetter]
     ) -> None:
-        newest = None
+        tally: Counter[tuple[str, str]] = Counter()
+        newest = self._newest_applied
         for customer, pending in by_customer.items():
-            for item, code in zip(pending, outcomes[customer], strict=True):
-                kind = _TYPE_NAMES[type(item.event).__name__]
+            codes = outcomes[customer]
+            for item, code in zip(pending, codes, strict=True):
+                outcome = _OUTCOME_NAMES[code]
+                tally[(item.event.kind, outcome)] += 1
                 if code == APPLIED:
-                    self.stats.applied += 1
-                    self.metrics.events.labels(kind, "applied").inc()
-                    if newest is None or item.event.timestamp > newest:
+                    if item.event.timestamp > newest:
                         newest = item.event.timestamp
-                elif code == DUPLICATE:
-                    self.stats.duplicates += 1
-                    self.metrics.duplicates.inc()
-                    self.metrics.events.labels(kind, "duplicate").inc()
                 elif code in (TOO_LATE, ALREADY_REJECTED):
                     letters.append(DeadLetter(item.source, "too_late", "event is older than the customer's retention"))
-                    self.metrics.events.labels(kind, "invalid").inc()
-                else:
-                    self.stats.skipped_redeliveries += 1
-                    self.metrics.events.labels(kind, "redelivered").inc()
-        if newest is not None and newest > self._newest_applied:
+        for (kind, outcome), count in tally.items():  # one metric update per label, not per event
+            self.metrics.events.labels(kind, outcome).inc(count)
+            if outcome == "applied":
+                self.stats.applied += count
+            elif outcome == "duplicate":
+                self.stats.duplicates += count
+                self.metrics.duplicates.inc(count)
+            elif outcome == "redelivered":
+                self.stats.skipped_redeliveries += count
+        if newest > self._newest_applied:
             self._newest_applied = newest
             self.metrics.newest_event_time.set(newest)
 

@@ -103,7 +103,21 @@ class CustomerState:
         # retention filter); deleting them is only housekeeping, done at most once a day of event time.
         if timestamp >= self.next_prune_ts:
             self.next_prune_ts = timestamp + PRUNE_INTERVAL_SECONDS
-            self.prune(settings)
+            if self._may_expire(settings):
+                self.prune(settings)
+
+    def _may_expire(self, settings: EngineSettings) -> bool:
+        """Cheap check with the cached lower bounds: can anything be out of horizon or retention?"""
+        if self.seen_event_ids and self.newest_ts is not None:
+            if self._id_floor is None:
+                self._id_floor = min(self.seen_event_ids.values())
+            if self._id_floor < self.newest_ts - settings.dedup_horizon_seconds:
+                return True
+        if self.tiles and self.newest_tile is not None:
+            if self._tile_floor is None:
+                self._tile_floor = min(self.tiles)
+            return self._tile_floor <= self.newest_tile - settings.retention_tiles
+        return False
 
     def prune(self, settings: EngineSettings) -> None:
         """Forget remembered ids past the dedup horizon and tiles past retention.

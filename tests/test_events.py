@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from stream_features import InvalidEvent, decode_event
-from stream_features.events import CartEvent, ProfileEvent, PurchaseEvent, SessionEvent, SupportEvent
+from stream_features import InvalidEvent, decode_event, validate_event
+from stream_features.events import CartEvent, ProfileEvent, PurchaseEvent, SessionEvent, SupportEvent, fast_decode
+
+from .strategies import raw_events
 
 NOW = 1_800_000_000.0
 OK_TS = "2027-01-15T08:00:00Z"
@@ -150,3 +154,32 @@ def test_value_alias_and_types() -> None:
 def test_odd_customer_ids_are_kept_verbatim(customer_id: str) -> None:
     event = _decode(_purchase(customer_id=customer_id))
     assert isinstance(event, PurchaseEvent) and event.customer_id == customer_id
+
+
+@settings(max_examples=400, deadline=None)
+@given(raw_events(), st.sampled_from(["number", "iso", "offset", "naive"]))
+def test_fast_path_agrees_with_the_validator(event: dict[str, object], shape: str) -> None:
+    """The typed fast path must return exactly the validator's event, or defer to it."""
+    moment = datetime.fromtimestamp(float(event["timestamp"]), tz=UTC)  # type: ignore[arg-type]
+    if shape == "iso":
+        event["timestamp"] = moment.isoformat().replace("+00:00", "Z")
+    elif shape == "offset":
+        event["timestamp"] = moment.astimezone(timezone(timedelta(hours=5, minutes=30))).isoformat()
+    elif shape == "naive":
+        event["timestamp"] = moment.replace(tzinfo=None).isoformat()
+    data = json.dumps(event).encode()
+    fast = fast_decode(data, now=NOW, max_future_skew_seconds=86400)
+    try:
+        slow: object = validate_event(json.loads(data), now=NOW)
+    except InvalidEvent:
+        slow = None
+    if fast is not None:
+        assert fast == slow
+    assert decode_or_none(data) == slow
+
+
+def decode_or_none(data: bytes) -> object:
+    try:
+        return decode_event(data, now=NOW)
+    except InvalidEvent:
+        return None

@@ -16,7 +16,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 from redis.cluster import RedisCluster
@@ -33,9 +33,8 @@ TTL_REFRESH_SECONDS = 86400
 MAX_CAS_ROUNDS = 20
 
 
-@dataclass(frozen=True, slots=True)
-class PendingEvent:
-    """A valid event with where it came from."""
+class PendingEvent(NamedTuple):
+    """A valid event with where it came from (a tuple: one is built per record)."""
 
     event: Event
     topic: str
