@@ -107,16 +107,18 @@ class CustomerState:
                 self.prune(settings)
 
     def _may_expire(self, settings: EngineSettings) -> bool:
-        """Cheap check with the cached lower bounds: can anything be out of horizon or retention?"""
+        """Cheap check with the cached lower bounds: is there enough out of horizon or retention
+        to be worth a scan? Slack (one more horizon for ids, one day for tiles) keeps sparse
+        customers from scanning on every event; expired entries are invisible meanwhile."""
         if self.seen_event_ids and self.newest_ts is not None:
             if self._id_floor is None:
                 self._id_floor = min(self.seen_event_ids.values())
-            if self._id_floor < self.newest_ts - settings.dedup_horizon_seconds:
+            if self._id_floor < self.newest_ts - 2 * settings.dedup_horizon_seconds:
                 return True
         if self.tiles and self.newest_tile is not None:
             if self._tile_floor is None:
                 self._tile_floor = min(self.tiles)
-            return self._tile_floor <= self.newest_tile - settings.retention_tiles
+            return self._tile_floor <= self.newest_tile - settings.retention_tiles - settings.tiles_per_day
         return False
 
     def prune(self, settings: EngineSettings) -> None:
