@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -86,15 +86,7 @@ def create_app(
     app.state.reader = reader
     app.state.metrics = metrics
 
-    @app.middleware("http")
-    async def measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        name = getattr(route, "path", "unmatched")
-        metrics.lookup_seconds.labels(name).observe(time.perf_counter() - started)
-        metrics.requests.labels(name, str(response.status_code)).inc()
-        return response
+    app.add_middleware(_MetricsMiddleware, metrics=metrics)
 
     @app.exception_handler(CohortTooLarge)
     async def too_large(_request: Request, exc: CohortTooLarge) -> JSONResponse:
@@ -173,6 +165,34 @@ def create_app(
             return HTMLResponse('<a href="/docs">API docs</a>')
 
     return app
+
+
+class _MetricsMiddleware:
+    """Latency and status per route template, as plain ASGI (no per-request task or body copy)."""
+
+    def __init__(self, app: Any, metrics: ApiMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_status(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.lookup_seconds.labels(route).observe(time.perf_counter() - started)
+            self.metrics.requests.labels(route, str(status)).inc()
 
 
 def _as_of(value: str | float | None) -> object:
