@@ -82,11 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
     consume.add_argument("--metrics-host", default="127.0.0.1")
     consume.add_argument("--exit-when-idle", type=float, metavar="SECONDS", help="stop after this long with no records")
 
-    serve = sub.add_parser("serve", help="run the HTTP API")
-    _add_connection_flags(serve, kafka=False)
+    serve = sub.add_parser("serve", help="run the HTTP API and the status page")
+    _add_connection_flags(serve)
+    serve.add_argument("--group", help="consumer group whose lag the status page shows")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--status-bootstrap-servers", help="Kafka for the status page's lag view (optional)")
+    serve.add_argument("--no-status", action="store_true", help="no status page (no Kafka reads)")
 
     features = sub.add_parser("features", help="print one customer's features")
     _add_connection_flags(features, kafka=False)
@@ -166,9 +167,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from .api import create_app
+    from .status import StatusSampler
 
     config = _config(args)
-    app = create_app(config)
+    app = create_app(config, status=None if args.no_status else StatusSampler(config))
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
     return 0
 

@@ -1,0 +1,128 @@
+"""The status page in headless Chromium: the chart is drawn from live Kafka progress and the
+customer lookup box shows that customer's features and flags (DOM and screenshot checks)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from http.client import HTTPConnection
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from PIL import Image
+
+from .conftest import IN_CI
+from .streaming import Pipeline, stop, wait_until
+
+pytestmark = pytest.mark.integration
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1100,1400",
+    "--virtual-time-budget=3000",
+]
+
+
+def _chromium() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        if IN_CI:
+            pytest.fail("chromium is required in CI (apt-get install -y chromium)")
+        pytest.skip("chromium not installed")
+    return path
+
+
+def _get_json(port: int, path: str) -> dict[str, object]:
+    connection = HTTPConnection("127.0.0.1", port, timeout=5)
+    connection.request("GET", path)
+    return json.loads(connection.getresponse().read())
+
+
+def _status_points(port: int) -> int:
+    try:
+        return len(_get_json(port, "/v1/status").get("points") or [])  # type: ignore[arg-type]
+    except OSError:  # the server is still starting
+        return 0
+
+
+def test_status_page_chart_and_lookup(kafka_bootstrap: str, redis_url: str, key_prefix: str, tmp_path: Path) -> None:
+    chromium = _chromium()
+    pipeline = Pipeline.fresh(kafka_bootstrap, redis_url, key_prefix)
+    now = time.time()
+    lines = [
+        json.dumps(
+            {"type": "purchase", "customer_id": f"c{i % 500}", "timestamp": now - 3600 - i, "amount": 10.0}
+        ).encode()
+        for i in range(30000)
+    ]
+    lines.append(b"not json at all")
+    pipeline.produce(lines)
+    port = 18765
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "stream_features",
+            "serve",
+            "--port",
+            str(port),
+            "--bootstrap-servers",
+            kafka_bootstrap,
+            "--topic",
+            pipeline.topic,
+            "--group",
+            pipeline.group,
+            "--redis-url",
+            redis_url,
+            "--key-prefix",
+            key_prefix,
+            "--log-level",
+            "warning",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    consumer = pipeline.start_consumer("--batch-size", "300")  # slow on purpose: a visible curve
+    try:
+        wait_until(
+            lambda: _status_points(port) >= 3 and pipeline.committed() > 0,
+            timeout=90,
+            what="status samples with progress",
+        )
+        url = f"http://127.0.0.1:{port}/status?customer={quote('c7')}"
+        dom = subprocess.run(
+            [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile-dom'}", "--dump-dom", url],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        ).stdout
+        assert 'id="features"' in dom and "purchase_count" in dom and "retention_concern" in dom
+        assert 'class="flag-true">true' in dom  # has_history for c7
+        points = dom.split('id="throughput-line"')[1].split('points="')[1].split('"')[0]
+        assert len(points.split()) >= 2
+        shot = tmp_path / "status.png"
+        subprocess.run(
+            [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile-shot'}", f"--screenshot={shot}", url],
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
+        image = Image.open(shot).convert("RGB")
+        raw = image.tobytes()
+        pixels = [tuple(raw[i : i + 3]) for i in range(0, len(raw), 3)]
+        blue = sum(1 for r, g, b in pixels if abs(r - 0x25) < 30 and abs(g - 0x63) < 30 and abs(b - 0xEB) < 30)
+        assert blue > 200, "the throughput line (blue) is not drawn"
+        assert len(set(pixels)) > 50  # a rendered page, not a blank one
+    finally:
+        stop(consumer)
+        stop(server)
