@@ -216,17 +216,19 @@ def _print_table(result: dict[str, Any]) -> None:
             if isinstance(value, dict) and name != "device_usage" and name != "metadata":
                 add(f"{name}.", value)
                 continue
-            shown = (
-                f"{value:.4g}"
-                if isinstance(value, float)
-                else json.dumps(value)
-                if isinstance(value, dict)
-                else str(value)
-            )
+            shown = _readable(value)
             table.add_row(prefix + name, shown)
 
     add("", result)
     Console().print(table)
+
+
+def _readable(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.2f}" if abs(value) >= 1 else f"{value:.4g}"
+    if isinstance(value, dict):
+        return json.dumps(value, ensure_ascii=False)
+    return "–" if value is None else str(value)
 
 
 def _cmd_produce(args: argparse.Namespace) -> int:

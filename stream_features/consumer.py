@@ -180,6 +180,7 @@ class FeatureConsumer:
                 records = [m for m in messages if self._usable(m)]
                 if not records:
                     self._settle_in_flight()
+                    self._update_lag()
                     idle = time.monotonic() - self._idle_since
                     if (
                         exit_when_idle_seconds is not None
@@ -362,7 +363,7 @@ class FeatureConsumer:
             return
         for tp in positions:
             try:
-                _, high = self._consumer.get_watermark_offsets(tp, cached=True)
+                _, high = self._consumer.get_watermark_offsets(tp, timeout=1.0)
             except KafkaException:
                 continue
             if tp.offset >= 0 and high >= 0:

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# The whole product in one command, on a fresh machine:
+#   installs the package, starts Kafka and Redis (deploy/services.sh), starts the consumer and the
+#   API in the background, feeds generated events, and prints a few customers' features.
+# Usage: bash deploy/demo.sh [start|stop]     Env: DEMO_EVENTS (60000), DEMO_CUSTOMERS (3000), API_PORT (8000)
+source "$(dirname "$0")/common.sh"
+ROOT="$(cd "$DEPLOY_DIR/.." && pwd)"
+API_PORT="${API_PORT:-8000}"
+METRICS_PORT="${METRICS_PORT:-9464}"
+EVENTS="${DEMO_EVENTS:-60000}"
+CUSTOMERS="${DEMO_CUSTOMERS:-3000}"
+export KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:$KAFKA_PORT" REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
+export STREAM_FEATURES_TOPIC="${STREAM_FEATURES_TOPIC:-customer-events}"
+
+alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+stop_demo() {
+  # Consumer and API first (SIGTERM drains the batch in flight), then the services they use.
+  for name in api consumer; do
+    local pidfile="$SF_HOME/demo-$name.pid"
+    if alive "$pidfile"; then
+      local pid; pid=$(cat "$pidfile")
+      kill "$pid"
+      for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+      kill -9 "$pid" 2>/dev/null || true
+      echo "demo: stopped $name"
+    fi
+    rm -f "$pidfile"
+  done
+  "$DEPLOY_DIR/services.sh" stop
+}
+
+start_demo() {
+  cd "$ROOT"
+  if ! python3 -c "import stream_features" 2>/dev/null || ! command -v stream-features >/dev/null; then
+    echo "demo: installing stream_features (pip install -e .)"
+    python3 -m pip install -q -e .
+  fi
+  "$DEPLOY_DIR/services.sh" start
+  if ! alive "$SF_HOME/demo-consumer.pid"; then
+    nohup stream-features consume --metrics-port "$METRICS_PORT" >"$LOG_DIR/consumer.log" 2>&1 &
+    echo $! >"$SF_HOME/demo-consumer.pid"
+  fi
+  if ! alive "$SF_HOME/demo-api.pid"; then
+    nohup stream-features serve --port "$API_PORT" >"$LOG_DIR/api.log" 2>&1 &
+    echo $! >"$SF_HOME/demo-api.pid"
+  fi
+  echo "demo: generating $EVENTS events for $CUSTOMERS customers and producing them"
+  stream-features generate --events "$EVENTS" --customers "$CUSTOMERS" --seed "$(date +%s)" -o "$SF_HOME/demo-events.jsonl"
+  stream-features produce "$SF_HOME/demo-events.jsonl"
+  echo "demo: waiting for the consumer to catch up (status: http://127.0.0.1:$API_PORT/status)"
+  python3 - "$API_PORT" <<'PY'
+import json, sys, time, urllib.request
+port, deadline = sys.argv[1], time.monotonic() + 300
+while time.monotonic() < deadline:
+    try:
+        status = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/status", timeout=3))
+        if status.get("lag") == 0 and status.get("committed"):
+            print(f"demo: caught up: {status['committed']} records applied, {status['dead_letters']} dead letters")
+            sys.exit(0)
+        print(f"demo: lag {status.get('lag')}", flush=True)
+    except OSError:
+        pass
+    time.sleep(2)
+sys.exit("demo: the consumer did not catch up within 5 minutes; see the logs in ~/.cache/stream-features/logs")
+PY
+  for customer in $(head -n 400 "$SF_HOME/demo-events.jsonl" | grep -o '"customer_id":"cust-[0-9]*"' | cut -d'"' -f4 | sort | uniq -c | sort -rn | head -n 2 | awk '{print $2}'); do
+    stream-features features "$customer" --days 30
+  done
+  cat <<MSG
+
+demo: running. Try:
+  stream-features features cust-0000001 --days 90 --json
+  curl -s 'http://127.0.0.1:$API_PORT/v1/customers/cust-0000001/summary' | python3 -m json.tool
+  status page: http://127.0.0.1:$API_PORT/status    API docs: http://127.0.0.1:$API_PORT/docs
+  metrics: http://127.0.0.1:$API_PORT/metrics (API), http://127.0.0.1:$METRICS_PORT/metrics (consumer)
+  stop everything: bash deploy/demo.sh stop
+MSG
+}
+
+case "${1:-start}" in
+  start) start_demo ;;
+  stop) stop_demo ;;
+  *) echo "usage: $0 [start|stop]" >&2; exit 2 ;;
+esac

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs what the tests need (Python dev extras, Redis, Kafka jars, Chromium for the status-page
+# test) and runs the whole suite against real Kafka and Redis. Extra arguments go to pytest.
+# Usage: bash deploy/test.sh [pytest args]
+source "$(dirname "$0")/common.sh"
+cd "$DEPLOY_DIR/.."
+python3 -m pip install -q -e ".[dev]"
+"$DEPLOY_DIR/redis.sh" install
+"$DEPLOY_DIR/kafka.sh" fetch
+if ! command -v chromium >/dev/null; then
+  if [ "$(id -u)" = 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+  else
+    echo "test.sh: chromium is missing (sudo apt-get install -y chromium); the status-page test will skip" >&2
+  fi
+fi
+# The fixtures start Kafka and Redis through deploy/ unless KAFKA_BOOTSTRAP_SERVERS / REDIS_URL are set.
+exec python3 -m pytest "$@"
