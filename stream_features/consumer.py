@@ -19,6 +19,7 @@ asked to stop; nothing is skipped and no offset moves past an effect that is not
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -101,7 +102,6 @@ class FeatureConsumer:
         self._writer = StateWriter(self._redis, config.engine, prefix=config.key_prefix)
         self._consumer: Consumer | None = None
         self._dlq: DeadLetterProducer | None = None
-        self._last_lag_update = 0.0
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="redis-writer")
         self._in_flight: _Batch | None = None
         self._newest_applied = float("-inf")
@@ -134,6 +134,8 @@ class FeatureConsumer:
                     "heartbeat.interval.ms": 1500,
                     "queued.min.messages": 200000,
                     "partition.assignment.strategy": "cooperative-sticky",
+                    "statistics.interval.ms": 5000,
+                    "stats_cb": self._on_stats,
                 },
             )
         )
@@ -180,13 +182,8 @@ class FeatureConsumer:
                 records = [m for m in messages if self._usable(m)]
                 if not records:
                     self._settle_in_flight()
-                    self._update_lag()
                     idle = time.monotonic() - self._idle_since
-                    if (
-                        exit_when_idle_seconds is not None
-                        and self._holds_partitions()
-                        and idle > exit_when_idle_seconds
-                    ):
+                    if exit_when_idle_seconds is not None and idle > exit_when_idle_seconds and self._group_caught_up():
                         break
                     continue
                 self._idle_since = time.monotonic()
@@ -200,8 +197,25 @@ class FeatureConsumer:
             self.close()
         return self.stats
 
-    def _holds_partitions(self) -> bool:
-        return self._consumer is not None and bool(self._consumer.assignment())
+    def _group_caught_up(self) -> bool:
+        """Every partition of the topic has its offset committed up to the end (by any member).
+
+        Used to drain and exit: partitions still owned by a member that died are not caught up
+        until they are reassigned and consumed, so a restarted drain does not leave early.
+        """
+        if self._consumer is None:
+            return False
+        try:
+            topic = self._consumer.list_topics(self.config.topic, timeout=5).topics[self.config.topic]
+            partitions = [TopicPartition(self.config.topic, p) for p in topic.partitions]
+            committed = self._consumer.committed(partitions, timeout=5)
+            for tp in committed:
+                _, high = self._consumer.get_watermark_offsets(tp, timeout=5)
+                if tp.offset < high and high > 0:
+                    return False
+        except (KafkaException, KeyError):
+            return False
+        return True
 
     def _usable(self, message: Message) -> bool:
         error = message.error()
@@ -282,7 +296,6 @@ class FeatureConsumer:
         self.metrics.batch_size.observe(len(batch.records))
         self.metrics.batch_seconds.observe(time.perf_counter() - batch.started)
         self.metrics.last_batch_time.set(time.time())
-        self._update_lag()
         return redone
 
     def _count(
@@ -351,23 +364,17 @@ class FeatureConsumer:
                 self.stop_event.wait(delay)
                 delay = min(delay * 2, 5.0)
 
-    def _update_lag(self) -> None:
-        now = time.monotonic()
-        if now - self._last_lag_update < 1.0 or self._consumer is None:
-            return
-        self._last_lag_update = now
+    def _on_stats(self, raw: str) -> None:
+        """librdkafka statistics (every few seconds, from the poll loop): per-partition lag."""
         try:
-            assigned = self._consumer.assignment()
-            positions = self._consumer.position(assigned)
-        except KafkaException:
+            stats = json.loads(raw)
+        except ValueError:
             return
-        for tp in positions:
-            try:
-                _, high = self._consumer.get_watermark_offsets(tp, timeout=1.0)
-            except KafkaException:
-                continue
-            if tp.offset >= 0 and high >= 0:
-                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, high - tp.offset))
+        for topic, info in stats.get("topics", {}).items():
+            for partition, details in info.get("partitions", {}).items():
+                lag = details.get("consumer_lag", -1)
+                if partition != "-1" and lag >= 0:
+                    self.metrics.lag.labels(topic, partition).set(lag)
 
 
 def describe_state(stats: RunStats) -> dict[str, Any]:

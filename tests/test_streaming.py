@@ -163,3 +163,76 @@ def test_redis_crash_and_restart_mid_stream_loses_nothing(kafka_bootstrap: str, 
     finally:
         stop(consumer)
         services.run_deploy("redis.sh", "stop", env)
+
+
+def test_one_customers_events_spread_over_partitions_with_two_consumers(pipeline: Pipeline) -> None:
+    """Unkeyed records: a customer's events land on every partition, two consumers write the
+    same customers concurrently; compare-and-set keeps every event applied exactly once."""
+    from confluent_kafka import Producer
+
+    now = time.time()
+    lines = [
+        json.dumps(
+            {
+                "type": "purchase",
+                "customer_id": f"spread-{i % 40}",
+                "timestamp": now - 86400 - i * 7,
+                "amount": float(i % 13),
+                "event_id": f"e{i}",
+            }
+        ).encode()
+        for i in range(12000)
+    ]
+    producer = Producer({"bootstrap.servers": pipeline.bootstrap})
+    for index, line in enumerate(lines):
+        producer.produce(pipeline.topic, value=line, partition=index % pipeline.partitions)
+        if index % 1000 == 0:
+            producer.poll(0)
+    assert producer.flush(30) == 0
+    first = pipeline.start_consumer("--batch-size", "200", "--exit-when-idle", "4")
+    second = pipeline.start_consumer("--batch-size", "200", "--exit-when-idle", "4")
+    assert first.wait(timeout=180) == 0 and second.wait(timeout=180) == 0
+    pipeline.wait_all_committed()
+    engine, _ = memory_engine(lines, now)
+    reader = pipeline.reader()
+    for customer in engine.customer_ids():
+        got = reader.get_features(customer, days=30, as_of=now)
+        expected = engine.get_all_features(customer, 30, now)
+        assert got["purchase_count"] == expected["purchase_count"] == 300
+        # Arrival order across partitions differs from the file's: sums agree up to float rounding.
+        assert got["total_purchase_value"] == pytest.approx(expected["total_purchase_value"], rel=1e-12)
+
+
+def test_consumer_metrics_endpoint(pipeline: Pipeline) -> None:
+    from http.client import HTTPConnection
+
+    lines = _events(3000, 200, seed=15)
+    pipeline.produce(lines)
+    consumer = pipeline.start_consumer("--metrics-port", "19464")
+    try:
+        pipeline.wait_all_committed(timeout=90)
+
+        def scrape() -> str:
+            try:
+                connection = HTTPConnection("127.0.0.1", 19464, timeout=5)
+                connection.request("GET", "/metrics")
+                return connection.getresponse().read().decode()
+            except OSError:
+                return ""
+
+        wait_until(lambda: "stream_features_consumer_lag{" in scrape(), timeout=30, what="lag from librdkafka stats")
+        text = scrape()
+        applied = sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("stream_features_events_total{") and 'outcome="applied"' in line
+        )
+        _, reasons = memory_engine(lines, time.time())
+        assert applied > 2500
+        assert (
+            f'stream_features_dead_letters_total{{reason="malformed_json"}} {float(reasons["malformed_json"])}' in text
+        )
+        assert "stream_features_newest_event_timestamp_seconds 1." in text
+        assert "stream_features_batch_seconds_count" in text
+    finally:
+        stop(consumer)

@@ -92,7 +92,9 @@ class StateWriter:
         self._ttl = (settings.retention_days + 1) * 86400 if key_ttl_seconds is None else key_ttl_seconds
         # Redis Cluster cannot run one script over keys of several slots: one customer per call.
         self._per_call = 1 if isinstance(client, RedisCluster) else max(1, customers_per_call)
-        self._script = client.register_script(load_script_source())
+        self._source = load_script_source()
+        self._script = client.register_script(self._source)
+        self._cluster = isinstance(client, RedisCluster)
         self._cache: OrderedDict[str, StoredCustomer] = OrderedDict()
         self._cache_size = cache_size
         self._clock = clock
@@ -148,7 +150,12 @@ class StateWriter:
             for customer in group:
                 keys += [tiles_key(customer, self._prefix), aux_key(customer, self._prefix)]
                 args += batch.customers[customer].arguments
-            self._script(keys=keys, args=args, client=pipe)
+            if self._cluster:
+                # Cluster pipelines cannot load scripts on each node: send the source (Redis
+                # caches it by digest, so this costs bandwidth, not compilation).
+                pipe.eval(self._source, len(keys), *keys, *args)
+            else:
+                self._script(keys=keys, args=args, client=pipe)
         replies: list[Any] = pipe.execute()
         written: dict[str, bool] = {}
         for group, reply in zip(groups, replies, strict=True):
