@@ -153,7 +153,7 @@ class StateWriter:
             if self._cluster:
                 # Cluster pipelines cannot load scripts on each node: send the source (Redis
                 # caches it by digest, so this costs bandwidth, not compilation).
-                pipe.eval(self._source, len(keys), *keys, *args)
+                pipe.execute_command("EVAL", self._source, len(keys), *keys, *args)
             else:
                 self._script(keys=keys, args=args, client=pipe)
         replies: list[Any] = pipe.execute()
