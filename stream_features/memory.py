@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
 from .customer_state import CustomerState, Outcome
@@ -101,13 +102,15 @@ class CustomerActivityFeatures:
         self,
         customer_id: str,
         duration_seconds: float | None = None,
-        device: str | None = None,
-        timestamp: TimestampInput | None = None,
+        device: str | TimestampInput | None = None,
+        timestamp: TimestampInput | str | None = None,
         *,
         duration: float | None = None,
         event_id: str | None = None,
     ) -> bool:
         """Record a session of ``duration_seconds`` (alias ``duration``) on ``device``."""
+        if isinstance(device, datetime | int | float) and not isinstance(device, bool):
+            device, timestamp = (timestamp if isinstance(timestamp, str) else None), device  # (…, ts, device) order
         event = {
             "type": "session",
             "customer_id": customer_id,
@@ -120,14 +123,16 @@ class CustomerActivityFeatures:
     def add_cart_event(
         self,
         customer_id: str,
-        status: str | bool | None = None,
-        value: float | None = None,
+        status: str | bool | float | None = None,
+        value: float | str | bool | None = None,
         timestamp: TimestampInput | None = None,
         *,
         converted: bool | None = None,
         event_id: str | None = None,
     ) -> bool:
         """Record a cart that was ``"converted"`` or ``"abandoned"`` (or ``converted=True/False``)."""
+        if isinstance(status, int | float) and not isinstance(status, bool) and isinstance(value, bool | str):
+            status, value = value, status  # also accept (customer_id, value, status, …)
         flag = converted if status is None else status
         if isinstance(flag, bool):
             flag = "converted" if flag else "abandoned"

@@ -313,3 +313,12 @@ def test_one_shot_helpers() -> None:
         "device_usage": {"unknown": 1, "web": 1},
         "primary_device": "unknown",
     }
+
+
+def test_seed_call_orders_are_tolerated() -> None:
+    e = engine()
+    assert e.add_cart_event("c", 50.0, True, days_ago(1))  # (value, converted) order
+    assert e.add_cart_event("c", "abandoned", 20.0, days_ago(1))
+    assert e.add_session("c", 30, days_ago(1), "Web")  # (timestamp, device) order
+    assert e.get_cart_conversion_ratio("c") == 0.5 and e.get_abandoned_cart_value("c") == 20.0
+    assert e.get_device_usage_pattern("c") == {"web": 1}
