@@ -56,7 +56,7 @@ while time.monotonic() < deadline:
     try:
         status = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/status", timeout=3))
         if status.get("lag") == 0 and status.get("committed"):
-            print(f"demo: caught up: {status['committed']} records applied, {status['dead_letters']} dead letters")
+            print(f"demo: caught up ({status['committed']} records consumed on this topic so far, {status['dead_letters']} dead letters)")
             sys.exit(0)
         print(f"demo: lag {status.get('lag')}", flush=True)
     except OSError:
