@@ -24,7 +24,8 @@ from .events import CartEvent, Event, ProfileEvent, PurchaseEvent, SessionEvent,
 from .settings import EngineSettings
 from .tiles import TileAggregate, tile_of
 
-PRUNE_INTERVAL_SECONDS = 86400.0  # housekeeping once per day of event time
+PRUNE_INTERVAL_SECONDS = 86400.0
+IDS_SWEEP_MINIMUM = 32  # housekeeping once per day of event time
 
 
 class Outcome(Enum):
@@ -53,7 +54,7 @@ class CustomerState:
     next_prune_ts: float = float("-inf")
     changes: Changes | None = None  # set by stores that persist deltas; None in memory
     _tile_floor: int | None = None  # lower bound of min(tiles); None = unknown
-    _id_floor: float | None = None  # lower bound of min(seen_event_ids.values()); None = unknown
+    _ids_sweep_at: int = 32  # sweep remembered ids once there are more than this
 
     def apply(self, event: Event, settings: EngineSettings) -> Outcome:
         """Apply one valid event in stream order. Raises ``InvalidEvent('too_late')``."""
@@ -65,8 +66,6 @@ class CustomerState:
             if seen_at is not None and self._within_horizon(seen_at, settings):
                 return Outcome.DUPLICATE
             self.seen_event_ids[event.event_id] = event.timestamp
-            if self._id_floor is not None and event.timestamp < self._id_floor:
-                self._id_floor = event.timestamp
             if self.changes is not None:
                 self.changes.event_ids.add(event.event_id)
                 self.changes.deleted_event_ids.discard(event.event_id)
@@ -100,55 +99,44 @@ class CustomerState:
         if self.newest_tile is None or tile_index > self.newest_tile:
             self.newest_tile = tile_index
         # Expired ids and tiles are already invisible (see _within_horizon and the readers'
-        # retention filter); deleting them is only housekeeping, done at most once a day of event time.
+        # retention filter): deleting them is housekeeping. Ids go when the map has doubled since
+        # the last sweep (amortised O(1) per event); tiles are checked once a day of event time.
+        if len(self.seen_event_ids) > self._ids_sweep_at:
+            self._sweep_ids(settings)
         if timestamp >= self.next_prune_ts:
             self.next_prune_ts = timestamp + PRUNE_INTERVAL_SECONDS
-            if self._may_expire(settings):
-                self.prune(settings)
-
-    def _may_expire(self, settings: EngineSettings) -> bool:
-        """Cheap check with the cached lower bounds: is there enough out of horizon or retention
-        to be worth a scan? Slack (one more horizon for ids, one day for tiles) keeps sparse
-        customers from scanning on every event; expired entries are invisible meanwhile."""
-        if self.seen_event_ids and self.newest_ts is not None:
-            if self._id_floor is None:
-                self._id_floor = min(self.seen_event_ids.values())
-            if self._id_floor < self.newest_ts - 2 * settings.dedup_horizon_seconds:
-                return True
-        if self.tiles and self.newest_tile is not None:
-            if self._tile_floor is None:
-                self._tile_floor = min(self.tiles)
-            return self._tile_floor <= self.newest_tile - settings.retention_tiles - settings.tiles_per_day
-        return False
+            self._sweep_tiles(settings, slack_tiles=settings.tiles_per_day)
 
     def prune(self, settings: EngineSettings) -> None:
-        """Forget remembered ids past the dedup horizon and tiles past retention.
+        """Forget every remembered id past the dedup horizon and every tile past retention."""
+        self._sweep_ids(settings)
+        self._sweep_tiles(settings, slack_tiles=0)
 
-        Scans are skipped while a cached lower bound of the oldest entry shows nothing expired,
-        so a heavy customer's thousands of tiles are not walked every day.
-        """
-        if self.newest_ts is not None and self.seen_event_ids:
+    def _sweep_ids(self, settings: EngineSettings) -> None:
+        if self.newest_ts is not None:
             horizon_floor = self.newest_ts - settings.dedup_horizon_seconds
-            if self._id_floor is None:
-                self._id_floor = min(self.seen_event_ids.values())
-            if self._id_floor < horizon_floor:
-                for event_id in [k for k, ts in self.seen_event_ids.items() if ts < horizon_floor]:
-                    del self.seen_event_ids[event_id]
-                    if self.changes is not None:
-                        self.changes.event_ids.discard(event_id)
-                        self.changes.deleted_event_ids.add(event_id)
-                self._id_floor = min(self.seen_event_ids.values(), default=None)
-        if self.newest_tile is not None and self.tiles:
-            oldest_kept = self.newest_tile - settings.retention_tiles
-            if self._tile_floor is None:
-                self._tile_floor = min(self.tiles)
-            if self._tile_floor <= oldest_kept:
-                for old in [k for k in self.tiles if k <= oldest_kept]:
-                    del self.tiles[old]
-                    if self.changes is not None:
-                        self.changes.tiles.discard(old)
-                        self.changes.deleted_tiles.add(old)
-                self._tile_floor = min(self.tiles, default=None)
+            for event_id in [k for k, ts in self.seen_event_ids.items() if ts < horizon_floor]:
+                del self.seen_event_ids[event_id]
+                if self.changes is not None:
+                    self.changes.event_ids.discard(event_id)
+                    self.changes.deleted_event_ids.add(event_id)
+        self._ids_sweep_at = max(IDS_SWEEP_MINIMUM, 2 * len(self.seen_event_ids))
+
+    def _sweep_tiles(self, settings: EngineSettings, *, slack_tiles: int) -> None:
+        """Delete tiles past retention, once a cached lower bound shows some are (plus slack)."""
+        if self.newest_tile is None or not self.tiles:
+            return
+        oldest_kept = self.newest_tile - settings.retention_tiles
+        if self._tile_floor is None:
+            self._tile_floor = min(self.tiles)
+        if self._tile_floor > oldest_kept - slack_tiles:
+            return
+        for old in [k for k in self.tiles if k <= oldest_kept]:
+            del self.tiles[old]
+            if self.changes is not None:
+                self.changes.tiles.discard(old)
+                self.changes.deleted_tiles.add(old)
+        self._tile_floor = min(self.tiles, default=None)
 
     def metadata(self) -> dict[str, Any]:
         return {key: value for key, (_, value) in self.attributes.items()}

@@ -16,10 +16,12 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
+import hiredis
 import redis
 from redis.cluster import RedisCluster
+from redis.exceptions import NoScriptError
 
 from ..customer_state import Changes, Outcome
 from ..errors import InvalidEvent
@@ -53,6 +55,7 @@ def load_script_source() -> str:
 
 @dataclass(slots=True)
 class _Prepared:
+    keys: tuple[str, str]
     arguments: list[bytes | str | int]
     codes: str
 
@@ -95,6 +98,8 @@ class StateWriter:
         self._source = load_script_source()
         self._script = client.register_script(self._source)
         self._cluster = isinstance(client, RedisCluster)
+        self._keys: dict[str, tuple[str, str]] = {}
+        self._script_loaded = False
         self._cache: OrderedDict[str, StoredCustomer] = OrderedDict()
         self._cache_size = cache_size
         self._clock = clock
@@ -143,26 +148,62 @@ class StateWriter:
         """Send the compare-and-set calls; touches no cached state (safe off the main thread)."""
         customers = list(batch.customers)
         groups = list(_chunks(customers, self._per_call))
-        pipe = self._client.pipeline(transaction=False)
+        calls: list[tuple[list[str], list[Any]]] = []
         for group in groups:
             keys: list[str] = []
             args: list[Any] = [self._ttl]
             for customer in group:
-                keys += [tiles_key(customer, self._prefix), aux_key(customer, self._prefix)]
-                args += batch.customers[customer].arguments
-            if self._cluster:
-                # Cluster pipelines cannot load scripts on each node: send the source (Redis
-                # caches it by digest, so this costs bandwidth, not compilation).
-                pipe.execute_command("EVAL", self._source, len(keys), *keys, *args)
-            else:
-                self._script(keys=keys, args=args, client=pipe)
-        replies: list[Any] = pipe.execute()
+                prepared = batch.customers[customer]
+                keys += prepared.keys
+                args += prepared.arguments
+            calls.append((keys, args))
+        replies = self._send_cluster(calls) if self._cluster else self._send(calls)
         written: dict[str, bool] = {}
         for group, reply in zip(groups, replies, strict=True):
-            flags = reply.decode() if isinstance(reply, bytes) else str(reply)
+            flags = reply.decode() if isinstance(reply, bytes) else "0" * len(group)
             for customer, flag in zip(group, flags, strict=True):
                 written[customer] = flag == "1"
         return written
+
+    def _send(self, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
+        """EVALSHA calls packed by hiredis (C) and pipelined on one connection.
+
+        A call refused with NOSCRIPT (Redis restarted, cache flushed) ran nothing: its customers
+        count as not written, the script is loaded again, and settle() makes them redo.
+        """
+        if not self._script_loaded:
+            self._client.script_load(self._source)
+            self._script_loaded = True
+        sha = self._script.sha
+        packed = b"".join(hiredis.pack_command(("EVALSHA", sha, len(keys), *keys, *args)) for keys, args in calls)
+        pool = cast(redis.Redis, self._client).connection_pool
+        connection = pool.get_connection()
+        replies: list[Any] = []
+        missing_script = False
+        try:
+            connection.send_packed_command([packed])  # type: ignore[no-untyped-call]
+            for _ in calls:
+                try:
+                    replies.append(connection.read_response())
+                except NoScriptError:
+                    replies.append(None)
+                    missing_script = True
+        except BaseException:
+            connection.disconnect()  # type: ignore[no-untyped-call]
+            raise
+        finally:
+            pool.release(connection)
+        if missing_script:
+            self._client.script_load(self._source)
+        return replies
+
+    def _send_cluster(self, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
+        # Cluster pipelines cannot load scripts on each node: send the source (Redis caches it by
+        # digest, so this costs bandwidth, not compilation).
+        pipe = self._client.pipeline(transaction=False)
+        for keys, args in calls:
+            pipe.execute_command("EVAL", self._source, len(keys), *keys, *args)
+        return list(pipe.execute())
 
     def settle(self, batch: PreparedBatch, written: dict[str, bool]) -> tuple[dict[str, str], list[str]]:
         """Outcome codes of written customers, and the customers whose write was refused."""
@@ -183,8 +224,9 @@ class StateWriter:
             chunk = missing[start : start + 1000]
             pipe = self._client.pipeline(transaction=False)
             for customer in chunk:
-                pipe.hgetall(tiles_key(customer, self._prefix))
-                pipe.hgetall(aux_key(customer, self._prefix))
+                tiles, aux = self._keys_of(customer)
+                pipe.hgetall(tiles)
+                pipe.hgetall(aux)
             replies = pipe.execute()
             for index, customer in enumerate(chunk):
                 self._cache[customer] = load_customer(replies[2 * index], replies[2 * index + 1])
@@ -220,7 +262,15 @@ class StateWriter:
             stored.ttl_set_at = int(now)
         arguments = write_arguments(stored, changes, refresh_ttl=refresh)
         stored.version += 1  # optimistic: settle() forgets the customer if the write is refused
-        return _Prepared(arguments, "".join(codes))
+        return _Prepared(self._keys_of(customer), arguments, "".join(codes))
+
+    def _keys_of(self, customer: str) -> tuple[str, str]:
+        keys = self._keys.get(customer)
+        if keys is None:
+            if len(self._keys) > 2 * self._cache_size:
+                self._keys.clear()
+            keys = self._keys[customer] = (tiles_key(customer, self._prefix), aux_key(customer, self._prefix))
+        return keys
 
 
 def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
