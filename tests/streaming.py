@@ -9,7 +9,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
@@ -42,6 +42,7 @@ class Pipeline:
     group: str
     prefix: str
     partitions: int = 4
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     @classmethod
     def fresh(cls, bootstrap: str, redis_url: str, prefix: str, partitions: int = 4) -> Pipeline:
@@ -88,9 +89,18 @@ class Pipeline:
             "warning",
             *extra,
         ]
-        return subprocess.Popen(
+        process = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"}
         )
+        self.processes.append(process)
+        return process
+
+    def cleanup(self) -> None:
+        """Kill any consumer a failed test left running (never leave processes behind)."""
+        for process in self.processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=10)
 
     def committed(self) -> int:
         """Sum of the group's committed offsets over the topic's partitions."""

@@ -130,7 +130,10 @@ def test_consumer_end_to_end_on_a_cluster(
     )
     pipeline.produce(lines)
     consumer = pipeline.start_consumer("--exit-when-idle", "3")
-    assert consumer.wait(timeout=180) == 0, consumer.stderr.read().decode() if consumer.stderr else ""
+    try:
+        assert consumer.wait(timeout=180) == 0, consumer.stderr.read().decode() if consumer.stderr else ""
+    finally:
+        pipeline.cleanup()
     engine, _ = memory_engine(lines, time.time())
     pipeline.reader = lambda settings=None: FeatureReader(  # type: ignore[method-assign]
         RedisCluster.from_url(cluster_url), settings, prefix="clusterstream"
