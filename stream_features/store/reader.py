@@ -9,9 +9,6 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import redis
-from redis.cluster import RedisCluster
-
 from ..errors import CohortTooLarge
 from ..features import TRADEOFF_FIELDS, cohort_summary, flat_features, summarize
 from ..settings import EngineSettings
@@ -24,12 +21,12 @@ MAX_COHORT_SIZE = 10_000
 _COHORT_CHUNK = 500
 
 
-class FeatureReader:
-    """Features, summaries and cohorts for customers whose state the consumer keeps in Redis."""
+class _ReaderBase:
+    """Settings, key prefix and clock shared by the sync and async readers."""
 
     def __init__(
         self,
-        client: redis.Redis | RedisCluster,
+        client: Any,
         settings: EngineSettings | None = None,
         *,
         prefix: str = DEFAULT_PREFIX,
@@ -42,6 +39,13 @@ class FeatureReader:
 
     def _resolve(self, days: object, as_of: object) -> tuple[int, float]:
         return validate_days(days, self.settings), parse_as_of(as_of, now=self._clock())
+
+
+class FeatureReader(_ReaderBase):
+    """Features, summaries and cohorts for customers whose state the consumer keeps in Redis.
+
+    ``client`` is a ``redis.Redis`` or ``RedisCluster``.
+    """
 
     def _fetch(self, customer_ids: list[str]) -> list[dict[bytes, bytes]]:
         results: list[dict[bytes, bytes]] = []
@@ -64,7 +68,7 @@ class FeatureReader:
         """Flat features of one customer (one round trip)."""
         resolved_days, moment = self._resolve(days, as_of)
         raw = self._client.hgetall(tiles_key(customer_id, self._prefix))
-        tiles, _ = decode_customer_hash(raw)  # type: ignore[arg-type]
+        tiles, _ = decode_customer_hash(raw)
         return flat_features(customer_id, tiles, days=resolved_days, as_of=moment, settings=self.settings)
 
     def get_summary(self, customer_id: str, *, days: int | None = None, as_of: object = None) -> dict[str, Any]:
@@ -96,24 +100,8 @@ class FeatureReader:
         return bool(self._client.ping())
 
 
-class AsyncFeatureReader:
+class AsyncFeatureReader(_ReaderBase):
     """The same answers as ``FeatureReader`` over ``redis.asyncio`` (used by the HTTP API)."""
-
-    def __init__(
-        self,
-        client: Any,
-        settings: EngineSettings | None = None,
-        *,
-        prefix: str = DEFAULT_PREFIX,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self._client = client
-        self.settings = settings or EngineSettings()
-        self._prefix = prefix
-        self._clock = clock
-
-    def _resolve(self, days: object, as_of: object) -> tuple[int, float]:
-        return validate_days(days, self.settings), parse_as_of(as_of, now=self._clock())
 
     async def _fetch(self, customer_ids: list[str]) -> list[dict[bytes, bytes]]:
         if len(customer_ids) == 1:
