@@ -39,6 +39,7 @@ from .events import decode_event
 from .kafka_io import client_settings, ensure_topics, wait_for_kafka
 from .metrics import ConsumerMetrics
 from .store.writer import (
+    ALREADY_APPLIED,
     ALREADY_REJECTED,
     APPLIED,
     DUPLICATE,
@@ -55,7 +56,7 @@ _OUTCOME_NAMES = {
     DUPLICATE: "duplicate",
     TOO_LATE: "invalid",
     ALREADY_REJECTED: "invalid",
-    "s": "redelivered",
+    ALREADY_APPLIED: "redelivered",
 }
 
 

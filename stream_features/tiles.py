@@ -1,8 +1,8 @@
 """Per-tile partial aggregates: mergeable counts, sums and maxima, finished into features at read time.
 
 The binary form (``encode_tile``/``decode_tile``) is exactly what the Redis store keeps in one
-hash field per tile; ``stream_features/store/apply.lua`` writes the same bytes, so the two
-backends hold identical state. See README "Redis key layout".
+hash field per tile (the writer encodes tiles with it), so the in-memory engine and Redis hold
+identical state. See README "Redis key layout".
 """
 
 from __future__ import annotations
@@ -17,12 +17,6 @@ SCALAR_FIELDS = ("n", "pc", "ps", "pt", "sc", "sd", "cc", "ca", "cav", "tc", "rs
 def tile_of(timestamp: float, tile_seconds: int) -> int:
     """The tile holding a Unix timestamp: ``floor(ts / T)`` (exact for floats, unlike ``/``)."""
     return int(timestamp // tile_seconds)
-
-
-def format_number(value: float) -> str:
-    """%.15g when it reads back to the same double, else %.17g (apply.lua writes the same)."""
-    text = f"{value:.15g}"
-    return text if float(text) == value else f"{value:.17g}"
 
 
 @dataclass(slots=True)
@@ -87,7 +81,7 @@ _FLOAT_FIELDS = frozenset({"ps", "pt", "sd", "cav", "rs"})
 
 
 def encode_tile(tile: TileAggregate) -> bytes:
-    """The stored form (little-endian), exactly as apply.lua writes it:
+    """The stored form (little-endian):
 
     ``uint16`` mask of present fields (bit i = ``SCALARS[i]``; zeros left out, ``pt`` only with a
     purchase), one ``float64`` per present field in that order, then per device in first-seen

@@ -43,9 +43,5 @@ def aux_key(customer_id: str, prefix: str = DEFAULT_PREFIX) -> str:
     return f"{tiles_key(customer_id, prefix)}:x"
 
 
-def offset_field(topic: str, partition: int) -> str:
-    return f"o:{topic}:{partition}"
-
-
 TILE_FIELD_PREFIX: Final = "t:"
 ATTRIBUTE_FIELD_PREFIX: Final = "a:"

@@ -103,7 +103,6 @@ class StateWriter:
         self._cache: OrderedDict[str, StoredCustomer] = OrderedDict()
         self._cache_size = cache_size
         self._clock = clock
-        self.conflicts = 0
 
     def apply(self, by_customer: dict[str, list[PendingEvent]]) -> dict[str, str]:
         """Apply every customer's events (each list in stream order). Raises on Redis errors.
@@ -213,7 +212,6 @@ class StateWriter:
             if written.get(customer):
                 outcomes[customer] = prepared.codes
             else:
-                self.conflicts += 1
                 conflicted.append(customer)
                 self._cache.pop(customer, None)
         return outcomes, conflicted
