@@ -51,7 +51,7 @@ def load(client: redis.Redis, prefix: str, customers: int, events: int) -> list[
             event = decode_event(line, now=now)
         except InvalidEvent:
             continue
-        batch.setdefault(event.customer_id, []).append(PendingEvent(event, "bench", 0, offset))
+        batch.setdefault(event.customer_id, []).append(PendingEvent(event, "bench:0", offset))
         if len(batch) >= 5000:
             writer.apply(batch)
             batch = {}

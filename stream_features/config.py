@@ -24,7 +24,7 @@ class ServiceConfig:
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_cluster: bool = False
     key_prefix: str = "sf"
-    batch_size: int = 5000
+    batch_size: int = 50_000
     batch_timeout_seconds: float = 0.25
     metrics_port: int = 9464
     engine: EngineSettings = field(default_factory=EngineSettings)

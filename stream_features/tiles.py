@@ -92,27 +92,50 @@ def encode_tile(tile: TileAggregate) -> bytes:
     '0f00000000000000f03f000000000000f03f3d0ad7a370fd3340000000008020bc40'
     """
     # Unrolled on purpose: this runs once per changed tile on the consumer's hot path.
-    present = (
-        tile.n,
-        tile.pc,
-        tile.ps,
-        tile.pt if tile.pc else 0,
-        tile.sc,
-        tile.sd,
-        tile.cc,
-        tile.ca,
-        tile.cav,
-        tile.tc,
-        tile.rs,
-        tile.rn,
-        tile.te,
-    )
     mask = 0
     values: list[float] = []
-    for bit, value in enumerate(present):
-        if value or (bit == 3 and tile.pc):
-            mask |= 1 << bit
-            values.append(value)  # type: ignore[arg-type]
+    add = values.append
+    if tile.n:
+        mask |= 1
+        add(tile.n)
+    if tile.pc:
+        mask |= 2
+        add(tile.pc)
+    if tile.ps:
+        mask |= 4
+        add(tile.ps)
+    if tile.pc:  # pt is kept with any purchase, even one at time 0
+        mask |= 8
+        add(tile.pt)  # type: ignore[arg-type]
+    if tile.sc:
+        mask |= 16
+        add(tile.sc)
+    if tile.sd:
+        mask |= 32
+        add(tile.sd)
+    if tile.cc:
+        mask |= 64
+        add(tile.cc)
+    if tile.ca:
+        mask |= 128
+        add(tile.ca)
+    if tile.cav:
+        mask |= 256
+        add(tile.cav)
+    if tile.tc:
+        mask |= 512
+        add(tile.tc)
+    if tile.rs:
+        mask |= 1024
+        add(tile.rs)
+    if tile.rn:
+        mask |= 2048
+        add(tile.rn)
+    if tile.te:
+        mask |= 4096
+        add(tile.te)
+    if not tile.devices:
+        return _MASK.pack(mask) + _DOUBLES[len(values)].pack(*values)
     parts = [_MASK.pack(mask), _DOUBLES[len(values)].pack(*values)]
     for device, count in tile.devices.items():
         name = device.encode()

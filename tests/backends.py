@@ -59,7 +59,7 @@ class RedisBackend:
             by_customer: dict[str, list[PendingEvent]] = {}
             order: list[str] = []
             for event in events[start : start + self.batch_size]:
-                by_customer.setdefault(event.customer_id, []).append(PendingEvent(event, "topic", 0, self.next_offset))
+                by_customer.setdefault(event.customer_id, []).append(PendingEvent(event, "topic:0", self.next_offset))
                 order.append(event.customer_id)
                 self.next_offset += 1
             outcomes = self.writer.apply(by_customer)

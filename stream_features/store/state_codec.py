@@ -10,6 +10,7 @@ bookkeeping hash ``<prefix>:{<id>}:x``
   ``m``             MessagePack map: ``nt`` newest tile, ``nts`` newest event time, ``np`` next
                     housekeeping time, ``tt`` last TTL refresh (wall clock), ``o`` {"<topic>:<partition>":
                     last applied offset}, ``j`` {"<topic>:<partition>": [recent too_late offsets]}
+                    (the writer keeps both maps keyed the same way, so they are encoded as they are)
   ``e:<event_id>``  event time of a remembered id (8-byte little-endian double)
 """
 
@@ -38,8 +39,8 @@ class StoredCustomer:
 
     state: CustomerState
     version: int = 0
-    offsets: dict[str, int] = field(default_factory=dict)
-    rejects: dict[str, list[int]] = field(default_factory=dict)
+    offsets: dict[str, int] = field(default_factory=dict)  # "<topic>:<partition>" → last offset
+    rejects: dict[str, list[int]] = field(default_factory=dict)  # same keys → recent too_late offsets
     ttl_set_at: float = float("-inf")
 
 
@@ -75,42 +76,43 @@ def load_customer(main: Mapping[bytes, bytes], aux: Mapping[bytes, bytes]) -> St
             meta = _meta_decoder.decode(raw)
             state.newest_tile, state.newest_ts, state.next_prune_ts = meta["nt"], meta["nts"], meta["np"]
             stored.ttl_set_at = meta["tt"]
-            stored.offsets = {f"o:{k}": v for k, v in meta["o"].items()}
-            stored.rejects = {f"o:{k}": v for k, v in meta["j"].items()}
+            stored.offsets = meta["o"]
+            stored.rejects = meta["j"]
     return stored
 
 
-def write_arguments(stored: StoredCustomer, changes: Changes, *, refresh_ttl: bool) -> list[bytes | str | int]:
-    """The compare-and-set arguments of one customer (see cas.lua)."""
+def write_arguments(stored: StoredCustomer, changes: Changes, *, refresh_ttl: bool, out: list[bytes | str]) -> None:
+    """Append the compare-and-set arguments of one customer to ``out`` (layout: cas.lua).
+
+    Few arguments on purpose: packing costs ~0.2 µs per argument and Redis a little more.
+    """
     state = stored.state
+    tiles = state.tiles
     main_set: list[bytes | str] = []
     for tile in changes.tiles:
-        main_set += [f"t:{tile}", encode_tile(state.tiles[tile])]
-    for key in changes.attributes:
-        main_set += [f"a:{key}", encode_attribute(*state.attributes[key])]
+        main_set += (f"t:{tile}", encode_tile(tiles[tile]))
+    if changes.attributes:
+        for key in changes.attributes:
+            main_set += (f"a:{key}", encode_attribute(*state.attributes[key]))
     main_del = [f"t:{tile}" for tile in changes.deleted_tiles]
     meta = {
         "nt": state.newest_tile,
         "nts": state.newest_ts,
         "np": state.next_prune_ts,
         "tt": stored.ttl_set_at,
-        "o": {k[2:]: v for k, v in stored.offsets.items()},
-        "j": {k[2:]: v for k, v in stored.rejects.items()},
+        "o": stored.offsets,
+        "j": stored.rejects,
     }
-    aux_set: list[bytes | str] = ["m", _meta_encoder.encode(meta)]
+    aux_set: list[bytes | str] = []
     seen = state.seen_event_ids
+    pack = _DOUBLE.pack
     for event_id in changes.event_ids:
-        aux_set += [f"e:{event_id}", _DOUBLE.pack(seen[event_id])]
+        aux_set += (f"e:{event_id}", pack(seen[event_id]))
     aux_del = [f"e:{event_id}" for event_id in changes.deleted_event_ids]
-    return [
-        stored.version,
-        "1" if refresh_ttl else "0",
-        len(main_set),
-        len(main_del),
-        len(aux_set),
-        len(aux_del),
-        *main_set,
-        *main_del,
-        *aux_set,
-        *aux_del,
-    ]
+    refresh = 1 if refresh_ttl else 0
+    out.append(f"{stored.version} {refresh} {len(main_set)} {len(main_del)} {len(aux_set)} {len(aux_del)}")
+    out.append(_meta_encoder.encode(meta))
+    out += main_set
+    out += main_del
+    out += aux_set
+    out += aux_del

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, NamedTuple, cast
@@ -39,10 +39,13 @@ class PendingEvent(NamedTuple):
     """A valid event with where it came from (a tuple: one is built per record)."""
 
     event: Event
-    topic: str
-    partition: int
+    source: str  # "<topic>:<partition>" (see ``source_name``)
     offset: int
-    source: Any = None  # the Kafka message, kept for the dead-letter topic
+    message: Any = None  # the Kafka message, kept for the dead-letter topic
+
+
+def source_name(topic: str, partition: int) -> str:
+    return f"{topic}:{partition}"
 
 
 class WriteConflict(RuntimeError):
@@ -54,17 +57,16 @@ def load_script_source() -> str:
 
 
 @dataclass(slots=True)
-class _Prepared:
-    keys: tuple[str, str]
-    arguments: list[bytes | str | int]
-    codes: str
-
-
-@dataclass(slots=True)
 class PreparedBatch:
-    """A batch computed against the cached states, ready to be written by ``execute``."""
+    """A batch computed against the cached states, ready to be written by ``execute``.
 
-    customers: dict[str, _Prepared]
+    ``calls[i]`` is one script call (keys, arguments) covering the customers ``groups[i]``;
+    ``codes`` holds each customer's outcome codes, valid once its write is confirmed.
+    """
+
+    codes: dict[str, str]
+    groups: list[list[str]]
+    calls: list[tuple[list[str], list[Any]]]
 
 
 class StateWriter:
@@ -103,6 +105,7 @@ class StateWriter:
         self._cache: OrderedDict[str, StoredCustomer] = OrderedDict()
         self._cache_size = cache_size
         self._clock = clock
+        self._changes = Changes()  # reused for every customer: cleared before each
 
     def apply(self, by_customer: dict[str, list[PendingEvent]]) -> dict[str, str]:
         """Apply every customer's events (each list in stream order). Raises on Redis errors.
@@ -117,11 +120,11 @@ class StateWriter:
                 return outcomes
             prepared = self.prepare(todo)
             try:
-                written = self.execute(prepared)
+                replies = self.execute(prepared)
             except BaseException:
-                self.forget(prepared.customers)
+                self.forget(prepared.codes)
                 raise
-            done, conflicted = self.settle(prepared, written)
+            done, conflicted = self.settle(prepared, replies)
             outcomes.update(done)
             todo = {customer: by_customer[customer] for customer in conflicted}
         raise WriteConflict(f"{len(todo)} customers changed concurrently {MAX_CAS_ROUNDS} times in a row")
@@ -132,37 +135,42 @@ class StateWriter:
             self._cache.pop(customer, None)
 
     def prepare(self, by_customer: dict[str, list[PendingEvent]]) -> PreparedBatch:
-        """Apply the events to the cached states and build the compare-and-set arguments."""
+        """Apply the events to the cached states and build the compare-and-set calls."""
+        codes: dict[str, str] = {}
+        groups: list[list[str]] = []
+        calls: list[tuple[list[str], list[Any]]] = []
         try:
             self._load_missing(list(by_customer))
-            batch = PreparedBatch({c: self._prepare_customer(c, by_customer[c]) for c in by_customer})
+            group: list[str] = []
+            keys: list[str] = []
+            arguments: list[Any] = []
+            for customer, pending in by_customer.items():
+                if len(group) == self._per_call:
+                    groups.append(group)
+                    calls.append((keys, arguments))
+                    group, keys, arguments = [], [], []
+                if not group:
+                    arguments.append(self._ttl)
+                group.append(customer)
+                keys += self._keys_of(customer)
+                codes[customer] = self._prepare_customer(customer, pending, arguments)
+            if group:
+                groups.append(group)
+                calls.append((keys, arguments))
         except BaseException:
             self.forget(by_customer)  # their cached states may be half-updated
             raise
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
-        return batch
+        return PreparedBatch(codes, groups, calls)
 
-    def execute(self, batch: PreparedBatch) -> dict[str, bool]:
-        """Send the compare-and-set calls; touches no cached state (safe off the main thread)."""
-        customers = list(batch.customers)
-        groups = list(_chunks(customers, self._per_call))
-        calls: list[tuple[list[str], list[Any]]] = []
-        for group in groups:
-            keys: list[str] = []
-            args: list[Any] = [self._ttl]
-            for customer in group:
-                prepared = batch.customers[customer]
-                keys += prepared.keys
-                args += prepared.arguments
-            calls.append((keys, args))
-        replies = self._send_cluster(calls) if self._cluster else self._send(calls)
-        written: dict[str, bool] = {}
-        for group, reply in zip(groups, replies, strict=True):
-            flags = reply.decode() if isinstance(reply, bytes) else "0" * len(group)
-            for customer, flag in zip(group, flags, strict=True):
-                written[customer] = flag == "1"
-        return written
+    def execute(self, batch: PreparedBatch) -> list[str | None]:
+        """Send the compare-and-set calls; touches no cached state (safe off the main thread).
+
+        Returns each call's reply: one "1"/"0" per customer of its group, None if it did not run.
+        """
+        replies = self._send_cluster(batch.calls) if self._cluster else self._send(batch.calls)
+        return [reply.decode() if isinstance(reply, bytes) else None for reply in replies]
 
     def _send(self, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
         """EVALSHA calls packed by hiredis (C) and pipelined on one connection.
@@ -174,26 +182,33 @@ class StateWriter:
             self._client.script_load(self._source)
             self._script_loaded = True
         sha = self._script.sha
-        packed = b"".join(hiredis.pack_command(("EVALSHA", sha, len(keys), *keys, *args)) for keys, args in calls)
+        packed = b"".join(_pack("EVALSHA", sha, len(keys), *keys, *args) for keys, args in calls)
+        replies = self._roundtrip(packed, len(calls))
+        if any(isinstance(reply, NoScriptError) for reply in replies):
+            self._client.script_load(self._source)
+        return [None if isinstance(reply, redis.ResponseError) else reply for reply in replies]
+
+    def _roundtrip(self, packed: bytes, count: int) -> list[Any]:
+        """Send pre-packed commands on one pooled connection and read ``count`` replies.
+
+        Error replies come back as exception objects (like a pipeline with raise_on_error off);
+        a connection failure drops the connection and raises.
+        """
         pool = cast(redis.Redis, self._client).connection_pool
         connection = pool.get_connection()
         replies: list[Any] = []
-        missing_script = False
         try:
             connection.send_packed_command([packed])  # type: ignore[no-untyped-call]
-            for _ in calls:
+            for _ in range(count):
                 try:
                     replies.append(connection.read_response())
-                except NoScriptError:
-                    replies.append(None)
-                    missing_script = True
+                except redis.ResponseError as error:
+                    replies.append(error)
         except BaseException:
             connection.disconnect()  # type: ignore[no-untyped-call]
             raise
         finally:
             pool.release(connection)
-        if missing_script:
-            self._client.script_load(self._source)
         return replies
 
     def _send_cluster(self, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
@@ -204,50 +219,66 @@ class StateWriter:
             pipe.execute_command("EVAL", self._source, len(keys), *keys, *args)
         return list(pipe.execute())
 
-    def settle(self, batch: PreparedBatch, written: dict[str, bool]) -> tuple[dict[str, str], list[str]]:
+    def settle(self, batch: PreparedBatch, replies: list[str | None]) -> tuple[dict[str, str], list[str]]:
         """Outcome codes of written customers, and the customers whose write was refused."""
         outcomes: dict[str, str] = {}
         conflicted: list[str] = []
-        for customer, prepared in batch.customers.items():
-            if written.get(customer):
-                outcomes[customer] = prepared.codes
-            else:
-                conflicted.append(customer)
-                self._cache.pop(customer, None)
+        codes = batch.codes
+        for group, flags in zip(batch.groups, replies, strict=True):
+            if flags == "1" * len(group):
+                for customer in group:
+                    outcomes[customer] = codes[customer]
+                continue
+            for index, customer in enumerate(group):
+                if flags is not None and flags[index] == "1":
+                    outcomes[customer] = codes[customer]
+                else:
+                    conflicted.append(customer)
+                    self._cache.pop(customer, None)
         return outcomes, conflicted
 
     def _load_missing(self, customers: list[str]) -> None:
+        """Load customers that are not cached: HGETALL of both hashes, 1,000 customers per trip."""
         missing = [c for c in customers if c not in self._cache]
         for start in range(0, len(missing), 1000):
             chunk = missing[start : start + 1000]
-            pipe = self._client.pipeline(transaction=False)
-            for customer in chunk:
-                tiles, aux = self._keys_of(customer)
-                pipe.hgetall(tiles)
-                pipe.hgetall(aux)
-            replies = pipe.execute()
+            if self._cluster:
+                pipe = self._client.pipeline(transaction=False)
+                for customer in chunk:
+                    for key in self._keys_of(customer):
+                        pipe.hgetall(key)
+                replies = pipe.execute()
+            else:
+                packed = b"".join(_pack("HGETALL", key) for customer in chunk for key in self._keys_of(customer))
+                replies = self._roundtrip(packed, 2 * len(chunk))
             for index, customer in enumerate(chunk):
-                self._cache[customer] = load_customer(replies[2 * index], replies[2 * index + 1])
+                self._cache[customer] = load_customer(_mapping(replies[2 * index]), _mapping(replies[2 * index + 1]))
 
-    def _prepare_customer(self, customer: str, pending: list[PendingEvent]) -> _Prepared:
+    def _prepare_customer(self, customer: str, pending: list[PendingEvent], arguments: list[Any]) -> str:
+        """Apply one customer's events to its cached state, append its compare-and-set
+        arguments to ``arguments``, and return its outcome codes (one per event)."""
         stored = self._cache[customer]
         self._cache.move_to_end(customer)
         state = stored.state
-        state.changes = changes = Changes()
+        changes = self._changes
+        changes.clear()
+        state.changes = changes
+        offsets = stored.offsets
+        apply = state.apply
+        settings = self._settings
         codes = []
         try:
-            for item in pending:
-                field = f"o:{item.topic}:{item.partition}"
-                if item.offset <= stored.offsets.get(field, -1):
-                    rejected = item.offset in stored.rejects.get(field, ())
+            for event, source, offset, _ in pending:
+                if offset <= offsets.get(source, -1):
+                    rejected = offset in stored.rejects.get(source, ())
                     codes.append(ALREADY_REJECTED if rejected else ALREADY_APPLIED)
                     continue
-                stored.offsets[field] = item.offset
+                offsets[source] = offset
                 try:
-                    outcome = state.apply(item.event, self._settings)
+                    outcome = apply(event, settings)
                 except InvalidEvent:  # too_late is the only rule that needs the customer's state
-                    memory = stored.rejects.setdefault(field, [])
-                    memory.append(item.offset)
+                    memory = stored.rejects.setdefault(source, [])
+                    memory.append(offset)
                     del memory[:-REJECT_MEMORY]
                     codes.append(TOO_LATE)
                     continue
@@ -258,9 +289,9 @@ class StateWriter:
         refresh = now - stored.ttl_set_at >= TTL_REFRESH_SECONDS
         if refresh:
             stored.ttl_set_at = int(now)
-        arguments = write_arguments(stored, changes, refresh_ttl=refresh)
+        write_arguments(stored, changes, refresh_ttl=refresh, out=arguments)
         stored.version += 1  # optimistic: settle() forgets the customer if the write is refused
-        return _Prepared(self._keys_of(customer), arguments, "".join(codes))
+        return "".join(codes)
 
     def _keys_of(self, customer: str) -> tuple[str, str]:
         keys = self._keys.get(customer)
@@ -271,6 +302,16 @@ class StateWriter:
         return keys
 
 
-def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def _pack(*parts: Any) -> bytes:
+    """One command in RESP, encoded by hiredis (C)."""
+    return cast(bytes, hiredis.pack_command(parts))
+
+
+def _mapping(reply: Any) -> Mapping[bytes, bytes]:
+    """An HGETALL reply as a mapping (RESP3 gives one; RESP2 gives a flat field/value list)."""
+    if isinstance(reply, dict):
+        return reply
+    if isinstance(reply, BaseException):
+        raise reply
+    pairs = iter(reply)
+    return dict(zip(pairs, pairs, strict=True))
