@@ -69,10 +69,13 @@ _OUTCOME_NAMES = {
 
 @dataclass
 class _Batch:
-    records: list[Message]
+    records: int
     by_customer: dict[str, list[PendingEvent]]
     letters: list[DeadLetter]
     started: float
+    next_offsets: dict[int, int]  # partition → offset to commit (last record's + 1)
+    events_by_kind: Counter[str]  # valid events per type
+    newest_event_time: float  # newest event time among valid events
     prepared: PreparedBatch | None = None
     written: Future[list[str | None]] | None = None
 
@@ -112,7 +115,7 @@ class FeatureConsumer:
         self._dlq: DeadLetterProducer | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="redis-writer")
         self._in_flight: _Batch | None = None
-        self._newest_applied = float("-inf")
+        self._newest_event_time = float("-inf")
         self._source_names: dict[int | None, str] = {}  # partition → "<topic>:<partition>" (one topic)
         self._idle_since = time.monotonic()
 
@@ -220,7 +223,7 @@ class FeatureConsumer:
             wanted = min(CONSUME_CHUNK, self.config.batch_size - len(records))
             remaining = deadline - time.monotonic()
             messages = consumer.consume(wanted, max(remaining, 0.0) if not records else 0.0)
-            records += [m for m in messages if self._usable(m)]
+            records += [m for m in messages if m.error() is None or self._usable(m)]
             if not messages or remaining <= 0:
                 break
         return records
@@ -273,28 +276,38 @@ class FeatureConsumer:
         return written
 
     def _decode(self, records: list[Message]) -> _Batch:
+        """Decode a batch and group valid events by customer, noting as it goes (one pass over
+        the records) the offsets to commit, counts per event type and the newest event time."""
         by_customer: dict[str, list[PendingEvent]] = {}
         letters: list[DeadLetter] = []
+        next_offsets: dict[int, int] = {}
+        kinds: Counter[str] = Counter()
+        newest = float("-inf")
         now = self._clock()
         skew = self.config.engine.max_future_skew_seconds
         sources = self._source_names
         for message in records:
+            partition = message.partition() or 0
+            offset = message.offset() or 0
+            next_offsets[partition] = offset + 1  # a partition's records arrive in offset order
             try:
                 event = decode_event(message.value() or b"", now=now, max_future_skew_seconds=skew)
             except InvalidEvent as exc:
                 letters.append(DeadLetter(message, exc.reason, exc.message))
                 continue
-            partition = message.partition()
             source = sources.get(partition)
             if source is None:
-                source = sources[partition] = source_name(message.topic() or "", partition or 0)
-            pending = PendingEvent(event, source, message.offset() or 0, message)
+                source = sources[partition] = source_name(self.config.topic, partition)
+            pending = PendingEvent(event, source, offset, message)
             customer_events = by_customer.get(event.customer_id)
             if customer_events is None:
                 by_customer[event.customer_id] = [pending]
             else:
                 customer_events.append(pending)
-        return _Batch(records, by_customer, letters, time.perf_counter())
+            kinds[event.kind] += 1
+            if event.timestamp > newest:
+                newest = event.timestamp
+        return _Batch(len(records), by_customer, letters, time.perf_counter(), next_offsets, kinds, newest)
 
     def _settle_in_flight(self) -> bool:
         """Finish the batch in flight: outcomes, retries, dead letters, commit.
@@ -317,7 +330,7 @@ class FeatureConsumer:
             outcomes.update(self._retry("redis", lambda: self._writer.apply(retry)))
             redone = True
         letters = batch.letters
-        self._count(batch.by_customer, outcomes, letters)
+        self._count(batch, outcomes)
         if letters:
             assert self._dlq is not None
             self._dlq.send_all(letters, should_stop=self.stop_event.is_set)
@@ -325,30 +338,38 @@ class FeatureConsumer:
                 self.metrics.dead_letters.labels(letter.reason).inc()
                 self.stats.by_reason[letter.reason] = self.stats.by_reason.get(letter.reason, 0) + 1
             self.stats.dead_letters += len(letters)
-        self._commit(batch.records)
-        self.stats.records += len(batch.records)
+        self._commit(batch.next_offsets)
+        self.stats.records += batch.records
         self.stats.batches += 1
-        self.metrics.batch_size.observe(len(batch.records))
+        self.metrics.batch_size.observe(batch.records)
         self.metrics.batch_seconds.observe(time.perf_counter() - batch.started)
         self.metrics.last_batch_time.set(time.time())
         return redone
 
-    def _count(
-        self, by_customer: dict[str, list[PendingEvent]], outcomes: dict[str, str], letters: list[DeadLetter]
-    ) -> None:
+    def _count(self, batch: _Batch, outcomes: dict[str, str]) -> None:
+        """Metrics and stats of a settled batch; too_late events join its dead letters.
+
+        Most customers have every event applied: only the others are looked at event by event.
+        """
         tally: Counter[tuple[str, str]] = Counter()
-        newest = self._newest_applied
-        for customer, pending in by_customer.items():
-            codes = outcomes[customer]
-            for item, code in zip(pending, codes, strict=True):
-                outcome = _OUTCOME_NAMES[code]
-                tally[(item.event.kind, outcome)] += 1
+        for kind, count in batch.events_by_kind.items():
+            tally[(kind, "applied")] = count
+        for customer, codes in outcomes.items():
+            if not codes.strip(APPLIED):
+                continue
+            for item, code in zip(batch.by_customer[customer], codes, strict=True):
                 if code == APPLIED:
-                    if item.event.timestamp > newest:
-                        newest = item.event.timestamp
-                elif code in (TOO_LATE, ALREADY_REJECTED):
-                    letters.append(DeadLetter(item.message, "too_late", "event is older than the customer's retention"))
+                    continue
+                kind = item.event.kind
+                tally[(kind, "applied")] -= 1
+                tally[(kind, _OUTCOME_NAMES[code])] += 1
+                if code in (TOO_LATE, ALREADY_REJECTED):
+                    batch.letters.append(
+                        DeadLetter(item.message, "too_late", "event is older than the customer's retention")
+                    )
         for (kind, outcome), count in tally.items():  # one metric update per label, not per event
+            if not count:
+                continue
             self.metrics.events.labels(kind, outcome).inc(count)
             if outcome == "applied":
                 self.stats.applied += count
@@ -357,16 +378,12 @@ class FeatureConsumer:
                 self.metrics.duplicates.inc(count)
             elif outcome == "redelivered":
                 self.stats.skipped_redeliveries += count
-        if newest > self._newest_applied:
-            self._newest_applied = newest
-            self.metrics.newest_event_time.set(newest)
+        if batch.newest_event_time > self._newest_event_time:
+            self._newest_event_time = batch.newest_event_time
+            self.metrics.newest_event_time.set(batch.newest_event_time)
 
-    def _commit(self, records: list[Message]) -> None:
-        highest: dict[tuple[str, int], int] = {}
-        for m in records:
-            key = (m.topic() or "", m.partition() or 0)
-            highest[key] = max(highest.get(key, -1), m.offset() or 0)
-        offsets = [TopicPartition(t, p, o + 1) for (t, p), o in highest.items()]
+    def _commit(self, next_offsets: dict[int, int]) -> None:
+        offsets = [TopicPartition(self.config.topic, p, o) for p, o in next_offsets.items()]
         assert self._consumer is not None
         for attempt in range(1, 6):
             try:

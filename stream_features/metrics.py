@@ -65,7 +65,7 @@ class ConsumerMetrics:
             ),
             newest_event_time=Gauge(
                 "stream_features_newest_event_timestamp_seconds",
-                "Newest event time applied (freshness)",
+                "Newest event time among valid events of committed batches (freshness)",
                 registry=r,
             ),
             last_batch_time=Gauge(

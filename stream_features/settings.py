@@ -53,6 +53,9 @@ class EngineSettings:
     max_future_skew_seconds: float = 86400.0
     dedup_horizon_seconds: float = 7 * 86400.0
     thresholds: Thresholds = field(default_factory=Thresholds)
+    # Derived in __post_init__: the consumer reads them for every event.
+    tiles_per_day: int = field(init=False, repr=False, compare=False)
+    retention_tiles: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.tile_seconds <= 0 or SECONDS_PER_DAY % self.tile_seconds:
@@ -66,11 +69,5 @@ class EngineSettings:
             raise ConfigurationError("trade-off windows must be at least 1 day")
         if longest > self.retention_days:
             raise ConfigurationError("trade-off windows cannot exceed retention_days")
-
-    @property
-    def tiles_per_day(self) -> int:
-        return SECONDS_PER_DAY // self.tile_seconds
-
-    @property
-    def retention_tiles(self) -> int:
-        return self.retention_days * self.tiles_per_day
+        object.__setattr__(self, "tiles_per_day", SECONDS_PER_DAY // self.tile_seconds)
+        object.__setattr__(self, "retention_tiles", self.retention_days * self.tiles_per_day)

@@ -76,7 +76,8 @@ class TileAggregate:
 _MASK = struct.Struct("<H")
 _DEVICE_HEAD = struct.Struct("<H")
 _DEVICE_COUNT = struct.Struct("<I")
-_DOUBLES = [struct.Struct(f"<{count}d") for count in range(len(SCALAR_FIELDS) + 1)]
+_DEVICE_HEADS: dict[str, bytes] = {}  # device → uint16 length + UTF-8 name
+_LAYOUTS: dict[int, struct.Struct] = {}  # mask → header + doubles (at most 2**13 masks)
 _FLOAT_FIELDS = frozenset({"ps", "pt", "sd", "cav", "rs"})
 
 
@@ -134,12 +135,20 @@ def encode_tile(tile: TileAggregate) -> bytes:
     if tile.te:
         mask |= 4096
         add(tile.te)
+    layout = _LAYOUTS.get(mask)
+    if layout is None:
+        layout = _LAYOUTS[mask] = struct.Struct(f"<H{len(values)}d")
     if not tile.devices:
-        return _MASK.pack(mask) + _DOUBLES[len(values)].pack(*values)
-    parts = [_MASK.pack(mask), _DOUBLES[len(values)].pack(*values)]
+        return layout.pack(mask, *values)
+    parts = [layout.pack(mask, *values)]
     for device, count in tile.devices.items():
-        name = device.encode()
-        parts.append(_DEVICE_HEAD.pack(len(name)) + name + _DEVICE_COUNT.pack(count))
+        head = _DEVICE_HEADS.get(device)
+        if head is None:
+            name = device.encode()
+            head = _DEVICE_HEADS[device] = _DEVICE_HEAD.pack(len(name)) + name
+            if len(_DEVICE_HEADS) > 10_000:  # device names are few; bound it anyway
+                _DEVICE_HEADS.clear()
+        parts += (head, _DEVICE_COUNT.pack(count))
     return b"".join(parts)
 
 

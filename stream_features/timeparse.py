@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 
+import msgspec
+
 from .errors import InvalidQuery
 
 TimestampInput = datetime | str | int | float
@@ -24,9 +26,12 @@ def datetime_to_unix(value: datetime) -> float:
 def parse_timestamp(value: object) -> float:
     """Parse an event or query timestamp to Unix seconds.
 
-    Accepts ISO 8601 strings (``Z``, ``+02:00`` offsets, fractional seconds, no offset = UTC),
-    JSON numbers (Unix seconds) and ``datetime`` objects (naive = UTC). Raises ``ValueError``
-    with a readable message for anything else.
+    Accepts RFC 3339 / ISO 8601 strings (``Z``, ``+02:00`` offsets, fractional seconds, no
+    offset = UTC), JSON numbers (Unix seconds) and ``datetime`` objects (naive = UTC). Raises
+    ``ValueError`` with a readable message for anything else. Strings are read by msgspec's
+    RFC 3339 parser first (the one the consumer's typed fast path uses, so both paths agree;
+    fractions beyond microseconds are rounded), then by ``datetime.fromisoformat`` for the other
+    ISO 8601 shapes (date only, basic format, surrounding spaces...).
 
     >>> parse_timestamp("1970-01-01T01:00:00+01:00")
     0.0
@@ -42,18 +47,30 @@ def parse_timestamp(value: object) -> float:
         if not math.isfinite(seconds):
             raise ValueError("timestamp is not finite")
     elif isinstance(value, str):
-        text = value.strip()
-        if not text or len(text) > 64:
-            raise ValueError("timestamp string is empty or too long")
-        try:
-            seconds = datetime_to_unix(datetime.fromisoformat(text))
-        except ValueError:
-            raise ValueError(f"timestamp {value[:64]!r} is not ISO 8601") from None
+        seconds = _parse_text(value)
     else:
         raise ValueError("timestamp must be an ISO 8601 string or Unix seconds")
+    return checked_unix_seconds(seconds)
+
+
+def checked_unix_seconds(seconds: float) -> float:
     if not MIN_UNIX_SECONDS <= seconds <= MAX_UNIX_SECONDS:
         raise ValueError("timestamp is outside 1970-01-01..9999-12-31")
     return seconds
+
+
+def _parse_text(value: str) -> float:
+    try:
+        return datetime_to_unix(msgspec.convert(value, datetime))
+    except msgspec.ValidationError:
+        pass
+    text = value.strip()
+    if not text or len(text) > 64:
+        raise ValueError("timestamp string is empty or too long")
+    try:
+        return datetime_to_unix(datetime.fromisoformat(text))
+    except ValueError:
+        raise ValueError(f"timestamp {value[:64]!r} is not ISO 8601") from None
 
 
 def parse_as_of(value: object, *, now: float) -> float:

@@ -157,7 +157,9 @@ def test_odd_customer_ids_are_kept_verbatim(customer_id: str) -> None:
 
 
 @settings(max_examples=400, deadline=None)
-@given(raw_events(), st.sampled_from(["number", "iso", "offset", "naive"]))
+@given(
+    raw_events(), st.sampled_from(["number", "iso", "offset", "naive", "lowercase", "nanoseconds", "spaced", "date"])
+)
 def test_fast_path_agrees_with_the_validator(event: dict[str, object], shape: str) -> None:
     """The typed fast path must return exactly the validator's event, or defer to it."""
     moment = datetime.fromtimestamp(float(event["timestamp"]), tz=UTC)  # type: ignore[arg-type]
@@ -167,6 +169,14 @@ def test_fast_path_agrees_with_the_validator(event: dict[str, object], shape: st
         event["timestamp"] = moment.astimezone(timezone(timedelta(hours=5, minutes=30))).isoformat()
     elif shape == "naive":
         event["timestamp"] = moment.replace(tzinfo=None).isoformat()
+    elif shape == "lowercase":
+        event["timestamp"] = moment.isoformat().replace("+00:00", "z").replace("T", "t")
+    elif shape == "nanoseconds":  # more digits than datetime keeps
+        event["timestamp"] = moment.strftime("%Y-%m-%dT%H:%M:%S.%f") + "789Z"
+    elif shape == "spaced":  # not RFC 3339: only the validator's ISO 8601 reading accepts it
+        event["timestamp"] = " " + moment.isoformat() + " "
+    elif shape == "date":
+        event["timestamp"] = moment.date().isoformat()
     data = json.dumps(event).encode()
     fast = fast_decode(data, now=NOW, max_future_skew_seconds=86400)
     try:

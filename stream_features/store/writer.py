@@ -141,6 +141,7 @@ class StateWriter:
         calls: list[tuple[list[str], list[Any]]] = []
         try:
             self._load_missing(list(by_customer))
+            known_keys = self._keys
             group: list[str] = []
             keys: list[str] = []
             arguments: list[Any] = []
@@ -152,7 +153,7 @@ class StateWriter:
                 if not group:
                     arguments.append(self._ttl)
                 group.append(customer)
-                keys += self._keys_of(customer)
+                keys += known_keys.get(customer) or self._keys_of(customer)
                 codes[customer] = self._prepare_customer(customer, pending, arguments)
             if group:
                 groups.append(group)
