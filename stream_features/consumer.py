@@ -54,6 +54,16 @@ from .store.writer import (
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 CONSUME_CHUNK = 1000
+# Redis states that end by themselves (restart, loading, failover, memory freed): wait and retry.
+# A script that fails part-way (e.g. out of memory) keeps the customers it already wrote, with
+# their offsets, so the retry skips those and writes the rest.
+REDIS_UNAVAILABLE = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.BusyLoadingError,
+    redis.exceptions.OutOfMemoryError,
+    redis.exceptions.ReadOnlyError,
+)
 # Cyclic GC: a batch allocates ~10 objects per event, none in cycles, while the cached customer
 # states make the heap large; at the default threshold (700) collections cost ~30% of the main
 # thread. A high young-generation threshold keeps cycle collection but makes it rare.
@@ -320,7 +330,7 @@ class FeatureConsumer:
         redone = False
         try:
             outcomes, conflicted = self._writer.settle(batch.prepared, batch.written.result())
-        except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
+        except REDIS_UNAVAILABLE as exc:
             log.warning("redis write failed, redoing the batch: %s", exc)
             self._writer.forget(batch.by_customer)
             outcomes, conflicted = {}, list(batch.by_customer)
@@ -408,7 +418,7 @@ class FeatureConsumer:
         while True:
             try:
                 return call()
-            except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
+            except REDIS_UNAVAILABLE as exc:
                 if self.stop_event.is_set():
                     raise Stopped() from exc
                 self.metrics.retries.labels(target).inc()

@@ -104,12 +104,15 @@ class CustomerState:
         if self.newest_ts is None or timestamp > self.newest_ts:
             self.newest_ts = timestamp
         if newest_tile is None or tile_index > newest_tile:
-            self.newest_tile = tile_index
+            self.newest_tile = newest_tile = tile_index
         if len(self.seen_event_ids) > self._ids_sweep_at:
             self._sweep_ids(settings)
         if timestamp >= self.next_prune_ts:
             self.next_prune_ts = timestamp + PRUNE_INTERVAL_SECONDS
-            self._sweep_tiles(settings, slack_tiles=settings.tiles_per_day)
+            floor = self._tile_floor  # checked here: sparse customers reach this on most events
+            slack = settings.tiles_per_day
+            if floor is None or floor <= newest_tile - settings.retention_tiles - slack:
+                self._sweep_tiles(settings, slack_tiles=slack)
         return Outcome.APPLIED
 
     def _within_horizon(self, seen_at: float, settings: EngineSettings) -> bool:

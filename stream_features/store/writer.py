@@ -185,9 +185,12 @@ class StateWriter:
         sha = self._script.sha
         packed = b"".join(_pack("EVALSHA", sha, len(keys), *keys, *args) for keys, args in calls)
         replies = self._roundtrip(packed, len(calls))
+        for reply in replies:
+            if isinstance(reply, redis.ResponseError) and not isinstance(reply, NoScriptError):
+                raise reply  # e.g. OOM: not something a retry of the same write fixes
         if any(isinstance(reply, NoScriptError) for reply in replies):
             self._client.script_load(self._source)
-        return [None if isinstance(reply, redis.ResponseError) else reply for reply in replies]
+        return [None if isinstance(reply, NoScriptError) else reply for reply in replies]
 
     def _roundtrip(self, packed: bytes, count: int) -> list[Any]:
         """Send pre-packed commands on one pooled connection and read ``count`` replies.
