@@ -39,13 +39,27 @@ class _TimedConsumer(FeatureConsumer):
 
 
 def run_ours(config: ServiceConfig, total: int) -> dict[str, float]:
+    client = redis.Redis.from_url(config.redis_url)
     consumer = _TimedConsumer(config)
     consumer.start()
+    redis_cpu_before, process_cpu_before = _redis_cpu_seconds(client), time.process_time()
     stats = consumer.run(exit_when_idle_seconds=2.0)
     finished = time.perf_counter() - 2.0  # the idle wait is not work
     assert consumer.first_record_at is not None and stats.records == total, stats
     seconds = finished - consumer.first_record_at
-    return {"records": stats.records, "seconds": round(seconds, 2), "events_per_s": round(stats.records / seconds)}
+    return {
+        "records": stats.records,
+        "seconds": round(seconds, 2),
+        "events_per_s": round(stats.records / seconds),
+        # Where the CPU went (the consumer's figure includes its writer and librdkafka threads).
+        "consumer_cpu_us_per_event": round((time.process_time() - process_cpu_before) / total * 1e6, 2),
+        "redis_cpu_us_per_event": round((_redis_cpu_seconds(client) - redis_cpu_before) / total * 1e6, 2),
+    }
+
+
+def _redis_cpu_seconds(client: redis.Redis) -> float:
+    info = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
 def run_naive(config: ServiceConfig, limit: int) -> dict[str, float]:
