@@ -77,7 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     consume = sub.add_parser("consume", help="run the Kafka → Redis consumer")
     _add_connection_flags(consume)
     consume.add_argument("--group", help="consumer group (env STREAM_FEATURES_GROUP)")
-    consume.add_argument("--batch-size", type=_positive_int, help="records per batch (default 5000)")
+    consume.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        help="most records per batch (default 50000; backlogs fill it, live traffic does not)",
+    )
     consume.add_argument("--metrics-port", type=int, help="Prometheus port, 0 = off (default 9464)")
     consume.add_argument("--metrics-host", default="127.0.0.1")
     consume.add_argument("--exit-when-idle", type=float, metavar="SECONDS", help="stop after this long with no records")
