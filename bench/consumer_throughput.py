@@ -47,7 +47,7 @@ def run_ours(config: ServiceConfig, total: int) -> dict[str, float]:
     finished = time.perf_counter() - 2.0  # the idle wait is not work
     assert consumer.first_record_at is not None and stats.records == total, stats
     seconds = finished - consumer.first_record_at
-    return {
+    result = {
         "records": stats.records,
         "seconds": round(seconds, 2),
         "events_per_s": round(stats.records / seconds),
@@ -55,6 +55,8 @@ def run_ours(config: ServiceConfig, total: int) -> dict[str, float]:
         "consumer_cpu_us_per_event": round((time.process_time() - process_cpu_before) / total * 1e6, 2),
         "redis_cpu_us_per_event": round((_redis_cpu_seconds(client) - redis_cpu_before) / total * 1e6, 2),
     }
+    client.close()
+    return result
 
 
 def _redis_cpu_seconds(client: redis.Redis) -> float:

@@ -126,7 +126,7 @@ class FeatureConsumer:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="redis-writer")
         self._in_flight: _Batch | None = None
         self._newest_event_time = float("-inf")
-        self._source_names: dict[int | None, str] = {}  # partition → "<topic>:<partition>" (one topic)
+        self._source_names: dict[int, str] = {}  # partition → "<topic>:<partition>" (one topic)
         self._idle_since = time.monotonic()
 
     # ----- lifecycle ---------------------------------------------------------------------------

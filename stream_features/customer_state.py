@@ -15,7 +15,6 @@ changed (``Changes``) with a compare-and-set. The rules, per event in stream ord
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -23,7 +22,7 @@ from typing import Any
 from .errors import InvalidEvent
 from .events import CartEvent, Event, ProfileEvent, PurchaseEvent, SessionEvent, SupportEvent
 from .settings import EngineSettings
-from .tiles import TileAggregate
+from .tiles import TileAggregate, tile_of
 
 PRUNE_INTERVAL_SECONDS = 86400.0
 IDS_SWEEP_MINIMUM = 32  # housekeeping once per day of event time
@@ -47,11 +46,10 @@ class Changes:
     def clear(self) -> None:
         """Reuse for the next customer (cheaper than a new object per customer per batch)."""
         self.tiles.clear()
+        self.deleted_tiles.clear()
         self.event_ids.clear()
-        if self.deleted_tiles or self.deleted_event_ids or self.attributes:
-            self.deleted_tiles.clear()
-            self.deleted_event_ids.clear()
-            self.attributes.clear()
+        self.deleted_event_ids.clear()
+        self.attributes.clear()
 
 
 @dataclass(slots=True)
@@ -69,10 +67,10 @@ class CustomerState:
     def apply(self, event: Event, settings: EngineSettings) -> Outcome:
         """Apply one valid event in stream order. Raises ``InvalidEvent('too_late')``.
 
-        Runs once per event on the consumer's hot path: helpers are inlined on purpose.
+        Runs once per event on the consumer's hot path: attribute reads are kept in locals.
         """
         timestamp = event.timestamp
-        tile_index = int(timestamp // settings.tile_seconds)  # tiles.tile_of
+        tile_index = tile_of(timestamp, settings.tile_seconds)
         newest_tile = self.newest_tile
         if newest_tile is not None and tile_index <= newest_tile - settings.retention_tiles:
             raise InvalidEvent("too_late", "event is older than the customer's retention", event)
@@ -85,17 +83,16 @@ class CustomerState:
             self.seen_event_ids[event_id] = timestamp
             if changes is not None:
                 changes.event_ids.add(event_id)
-                if changes.deleted_event_ids:  # re-seen after a sweep in the same batch
-                    changes.deleted_event_ids.discard(event_id)
+                changes.deleted_event_ids.discard(event_id)
         tile = self.tiles.get(tile_index)
         if tile is None:
             tile = self.tiles[tile_index] = TileAggregate()
             if self._tile_floor is not None and tile_index < self._tile_floor:
                 self._tile_floor = tile_index
-        _ADD_TO_TILE[type(event)](tile, event)
+        _add_to_tile(tile, event)
         if changes is not None:
             changes.tiles.add(tile_index)
-        if type(event) is ProfileEvent:
+        if isinstance(event, ProfileEvent):
             self._merge_attributes(event)
         # Newest time and tile move forward. Expired ids and tiles are already invisible (see
         # _within_horizon and the readers' retention filter): deleting them is housekeeping. Ids
@@ -161,31 +158,14 @@ class CustomerState:
         return {key: value for key, (_, value) in self.attributes.items()}
 
 
-def _add_purchase(tile: TileAggregate, event: PurchaseEvent) -> None:
-    tile.add_purchase(event.amount, event.timestamp)
-
-
-def _add_session(tile: TileAggregate, event: SessionEvent) -> None:
-    tile.add_session(event.duration_seconds, event.device)
-
-
-def _add_cart(tile: TileAggregate, event: CartEvent) -> None:
-    tile.add_cart(event.converted, event.value)
-
-
-def _add_support(tile: TileAggregate, event: SupportEvent) -> None:
-    tile.add_support(event.response_time_hours, event.escalated)
-
-
-def _add_profile(tile: TileAggregate, event: ProfileEvent) -> None:
-    tile.add_profile()  # its attributes are merged by CustomerState.apply
-
-
-# Dispatch on the exact event class: one dict lookup instead of an isinstance chain per event.
-_ADD_TO_TILE: dict[type, Callable[[TileAggregate, Any], None]] = {
-    PurchaseEvent: _add_purchase,
-    SessionEvent: _add_session,
-    CartEvent: _add_cart,
-    SupportEvent: _add_support,
-    ProfileEvent: _add_profile,
-}
+def _add_to_tile(tile: TileAggregate, event: Event) -> None:
+    if isinstance(event, PurchaseEvent):
+        tile.add_purchase(event.amount, event.timestamp)
+    elif isinstance(event, SessionEvent):
+        tile.add_session(event.duration_seconds, event.device)
+    elif isinstance(event, CartEvent):
+        tile.add_cart(event.converted, event.value)
+    elif isinstance(event, SupportEvent):
+        tile.add_support(event.response_time_hours, event.escalated)
+    else:
+        tile.add_profile()

@@ -50,10 +50,6 @@ def parse_timestamp(value: object) -> float:
         seconds = _parse_text(value)
     else:
         raise ValueError("timestamp must be an ISO 8601 string or Unix seconds")
-    return checked_unix_seconds(seconds)
-
-
-def checked_unix_seconds(seconds: float) -> float:
     if not MIN_UNIX_SECONDS <= seconds <= MAX_UNIX_SECONDS:
         raise ValueError("timestamp is outside 1970-01-01..9999-12-31")
     return seconds

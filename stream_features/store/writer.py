@@ -141,7 +141,6 @@ class StateWriter:
         calls: list[tuple[list[str], list[Any]]] = []
         try:
             self._load_missing(list(by_customer))
-            known_keys = self._keys
             group: list[str] = []
             keys: list[str] = []
             arguments: list[Any] = []
@@ -153,7 +152,7 @@ class StateWriter:
                 if not group:
                     arguments.append(self._ttl)
                 group.append(customer)
-                keys += known_keys.get(customer) or self._keys_of(customer)
+                keys += self._keys_of(customer)
                 codes[customer] = self._prepare_customer(customer, pending, arguments)
             if group:
                 groups.append(group)
