@@ -51,11 +51,11 @@ def load(client: redis.Redis, prefix: str, customers: int, events: int) -> list[
             event = decode_event(line, now=now)
         except InvalidEvent:
             continue
-        batch.setdefault(event.customer_id, []).append(PendingEvent(event, "bench:0", offset))
+        batch.setdefault(event.customer_id, []).append(PendingEvent(event, 0, offset))
         if len(batch) >= 5000:
-            writer.apply(batch)
+            writer.apply_events(batch)
             batch = {}
-    writer.apply(batch)
+    writer.apply_events(batch)
     return [key.decode()[len(prefix) + 2 : -1] for key in client.scan_iter(match=f"{prefix}:{{*}}", count=10000)]
 
 

@@ -24,7 +24,6 @@ import json
 import logging
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -33,23 +32,13 @@ from typing import Any, TypeVar
 import redis
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from ._native import Batch, Prepared
 from .config import ServiceConfig, redis_client
 from .dead_letters import DeadLetter, DeadLetterProducer
-from .errors import InvalidEvent, ServiceUnavailable
-from .events import decode_event
+from .errors import ServiceUnavailable
 from .kafka_io import client_settings, ensure_topics, wait_for_kafka
 from .metrics import ConsumerMetrics
-from .store.writer import (
-    ALREADY_APPLIED,
-    ALREADY_REJECTED,
-    APPLIED,
-    DUPLICATE,
-    TOO_LATE,
-    PendingEvent,
-    PreparedBatch,
-    StateWriter,
-    source_name,
-)
+from .store.writer import StateWriter
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -68,25 +57,15 @@ REDIS_UNAVAILABLE = (
 # states make the heap large; at the default threshold (700) collections cost ~30% of the main
 # thread. A high young-generation threshold keeps cycle collection but makes it rare.
 THROUGHPUT_GC_THRESHOLDS = (50_000, 50, 1000)
-_OUTCOME_NAMES = {
-    APPLIED: "applied",
-    DUPLICATE: "duplicate",
-    TOO_LATE: "invalid",
-    ALREADY_REJECTED: "invalid",
-    ALREADY_APPLIED: "redelivered",
-}
 
 
 @dataclass
 class _Batch:
-    records: int
-    by_customer: dict[str, list[PendingEvent]]
+    records: list[Message]
+    events: Batch  # decoded events grouped by customer, offsets to commit, outcomes once written
     letters: list[DeadLetter]
     started: float
-    next_offsets: dict[int, int]  # partition → offset to commit (last record's + 1)
-    events_by_kind: Counter[str]  # valid events per type
-    newest_event_time: float  # newest event time among valid events
-    prepared: PreparedBatch | None = None
+    prepared: Prepared | None = None
     written: Future[list[str | None]] | None = None
 
 
@@ -120,13 +99,12 @@ class FeatureConsumer:
         self.stop_event = stop or threading.Event()
         self.stats = RunStats()
         self._redis = redis_client(config, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30)
-        self._writer = StateWriter(self._redis, config.engine, prefix=config.key_prefix)
+        self._writer = StateWriter(self._redis, config.engine, topic=config.topic, prefix=config.key_prefix)
         self._consumer: Consumer | None = None
         self._dlq: DeadLetterProducer | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="redis-writer")
         self._in_flight: _Batch | None = None
         self._newest_event_time = float("-inf")
-        self._source_names: dict[int, str] = {}  # partition → "<topic>:<partition>" (one topic)
         self._idle_since = time.monotonic()
 
     # ----- lifecycle ---------------------------------------------------------------------------
@@ -271,53 +249,27 @@ class FeatureConsumer:
     def process(self, records: list[Message]) -> None:
         """Decode and prepare a batch, settle the one in flight, then send this one."""
         batch = self._decode(records)
-        batch.prepared = self._retry("redis", lambda: self._writer.prepare(batch.by_customer))
+        batch.prepared = self._retry("redis", lambda: self._writer.prepare(batch.events))
         if self._settle_in_flight():
             # The previous batch needed a retry: what this one was prepared on may be stale.
-            self._writer.forget(batch.by_customer)
-            batch.prepared = self._retry("redis", lambda: self._writer.prepare(batch.by_customer))
+            self._writer.forget(batch.events.customers)
+            batch.prepared = self._retry("redis", lambda: self._writer.prepare(batch.events))
         batch.written = self._executor.submit(self._timed_execute, batch.prepared)
         self._in_flight = batch
 
-    def _timed_execute(self, prepared: PreparedBatch) -> list[str | None]:
+    def _timed_execute(self, prepared: Prepared) -> list[str | None]:
         started = time.perf_counter()
         written = self._writer.execute(prepared)
         self.metrics.redis_write_seconds.observe(time.perf_counter() - started)
         return written
 
     def _decode(self, records: list[Message]) -> _Batch:
-        """Decode a batch and group valid events by customer, noting as it goes (one pass over
-        the records) the offsets to commit, counts per event type and the newest event time."""
-        by_customer: dict[str, list[PendingEvent]] = {}
-        letters: list[DeadLetter] = []
-        next_offsets: dict[int, int] = {}
-        kinds: Counter[str] = Counter()
-        newest = float("-inf")
-        now = self._clock()
-        skew = self.config.engine.max_future_skew_seconds
-        sources = self._source_names
-        for message in records:
-            partition = message.partition() or 0
-            offset = message.offset() or 0
-            next_offsets[partition] = offset + 1  # a partition's records arrive in offset order
-            try:
-                event = decode_event(message.value() or b"", now=now, max_future_skew_seconds=skew)
-            except InvalidEvent as exc:
-                letters.append(DeadLetter(message, exc.reason, exc.message))
-                continue
-            source = sources.get(partition)
-            if source is None:
-                source = sources[partition] = source_name(self.config.topic, partition)
-            pending = PendingEvent(event, source, offset, message)
-            customer_events = by_customer.get(event.customer_id)
-            if customer_events is None:
-                by_customer[event.customer_id] = [pending]
-            else:
-                customer_events.append(pending)
-            kinds[event.kind] += 1
-            if event.timestamp > newest:
-                newest = event.timestamp
-        return _Batch(len(records), by_customer, letters, time.perf_counter(), next_offsets, kinds, newest)
+        """Decode a batch (Rust fast path, Python for the rest); invalid records become letters."""
+        events, invalid = self._writer.decode(
+            records, now=self._clock(), max_future_skew_seconds=self.config.engine.max_future_skew_seconds
+        )
+        letters = [DeadLetter(records[index], exc.reason, exc.message) for index, exc in invalid]
+        return _Batch(records, events, letters, time.perf_counter())
 
     def _settle_in_flight(self) -> bool:
         """Finish the batch in flight: outcomes, retries, dead letters, commit.
@@ -329,18 +281,16 @@ class FeatureConsumer:
             return False
         redone = False
         try:
-            outcomes, conflicted = self._writer.settle(batch.prepared, batch.written.result())
+            conflicted = self._writer.settle(batch.events, batch.prepared, batch.written.result())
         except REDIS_UNAVAILABLE as exc:
             log.warning("redis write failed, redoing the batch: %s", exc)
-            self._writer.forget(batch.by_customer)
-            outcomes, conflicted = {}, list(batch.by_customer)
-            redone = True
+            conflicted = batch.events.customers
+            self._writer.forget(conflicted)
         if conflicted:
-            retry = {customer: batch.by_customer[customer] for customer in conflicted}
-            outcomes.update(self._retry("redis", lambda: self._writer.apply(retry)))
+            self._retry("redis", lambda: self._writer.apply(batch.events, conflicted))
             redone = True
         letters = batch.letters
-        self._count(batch, outcomes)
+        self._count(batch)
         if letters:
             assert self._dlq is not None
             self._dlq.send_all(letters, should_stop=self.stop_event.is_set)
@@ -348,38 +298,22 @@ class FeatureConsumer:
                 self.metrics.dead_letters.labels(letter.reason).inc()
                 self.stats.by_reason[letter.reason] = self.stats.by_reason.get(letter.reason, 0) + 1
             self.stats.dead_letters += len(letters)
-        self._commit(batch.next_offsets)
-        self.stats.records += batch.records
+        self._commit(batch.events.next_offsets)
+        self.stats.records += batch.events.records
         self.stats.batches += 1
-        self.metrics.batch_size.observe(batch.records)
+        self.metrics.batch_size.observe(batch.events.records)
         self.metrics.batch_seconds.observe(time.perf_counter() - batch.started)
         self.metrics.last_batch_time.set(time.time())
         return redone
 
-    def _count(self, batch: _Batch, outcomes: dict[str, str]) -> None:
-        """Metrics and stats of a settled batch; too_late events join its dead letters.
-
-        Most customers have every event applied: only the others are looked at event by event.
-        """
-        tally: Counter[tuple[str, str]] = Counter()
-        for kind, count in batch.events_by_kind.items():
-            tally[(kind, "applied")] = count
-        for customer, codes in outcomes.items():
-            if not codes.strip(APPLIED):
-                continue
-            for item, code in zip(batch.by_customer[customer], codes, strict=True):
-                if code == APPLIED:
-                    continue
-                kind = item.event.kind
-                tally[(kind, "applied")] -= 1
-                tally[(kind, _OUTCOME_NAMES[code])] += 1
-                if code in (TOO_LATE, ALREADY_REJECTED):
-                    batch.letters.append(
-                        DeadLetter(item.message, "too_late", "event is older than the customer's retention")
-                    )
-        for (kind, outcome), count in tally.items():  # one metric update per label, not per event
-            if not count:
-                continue
+    def _count(self, batch: _Batch) -> None:
+        """Metrics and stats of a settled batch; too_late events join its dead letters."""
+        counts, too_late = batch.events.outcomes()
+        for index in too_late:
+            batch.letters.append(
+                DeadLetter(batch.records[index], "too_late", "event is older than the customer's retention")
+            )
+        for (kind, outcome), count in counts.items():  # one metric update per label, not per event
             self.metrics.events.labels(kind, outcome).inc(count)
             if outcome == "applied":
                 self.stats.applied += count
@@ -388,9 +322,10 @@ class FeatureConsumer:
                 self.metrics.duplicates.inc(count)
             elif outcome == "redelivered":
                 self.stats.skipped_redeliveries += count
-        if batch.newest_event_time > self._newest_event_time:
-            self._newest_event_time = batch.newest_event_time
-            self.metrics.newest_event_time.set(batch.newest_event_time)
+        newest = batch.events.newest_event_time
+        if newest > self._newest_event_time:
+            self._newest_event_time = newest
+            self.metrics.newest_event_time.set(newest)
 
     def _commit(self, next_offsets: dict[int, int]) -> None:
         offsets = [TopicPartition(self.config.topic, p, o) for p, o in next_offsets.items()]

@@ -48,7 +48,7 @@ class RedisBackend:
     def __init__(
         self, client: redis.Redis, settings: EngineSettings, prefix: str, now: float, batch_size: int = 7
     ) -> None:
-        self.writer = StateWriter(client, settings, prefix=prefix, customers_per_call=3)
+        self.writer = StateWriter(client, settings, topic="topic", prefix=prefix, customers_per_call=3)
         self.reader = FeatureReader(client, settings, prefix=prefix, clock=lambda: now)
         self.batch_size = batch_size
         self.next_offset = 0
@@ -59,10 +59,10 @@ class RedisBackend:
             by_customer: dict[str, list[PendingEvent]] = {}
             order: list[str] = []
             for event in events[start : start + self.batch_size]:
-                by_customer.setdefault(event.customer_id, []).append(PendingEvent(event, "topic:0", self.next_offset))
+                by_customer.setdefault(event.customer_id, []).append(PendingEvent(event, 0, self.next_offset))
                 order.append(event.customer_id)
                 self.next_offset += 1
-            outcomes = self.writer.apply(by_customer)
+            outcomes = self.writer.apply_events(by_customer)
             position = dict.fromkeys(by_customer, 0)
             for customer in order:
                 codes.append(outcomes[customer][position[customer]])

@@ -26,9 +26,9 @@ def load(
             continue
         with contextlib.suppress(InvalidEvent):  # too_late: the writer judges it the same way
             engine.ingest(msgspec.json.decode(line))
-        pending.setdefault(event.customer_id, []).append(PendingEvent(event, "t:0", offset))
+        pending.setdefault(event.customer_id, []).append(PendingEvent(event, 0, offset))
         if offset % batch == batch - 1:
-            writer.apply(pending)
+            writer.apply_events(pending)
             pending = {}
-    writer.apply(pending)
+    writer.apply_events(pending)
     return engine

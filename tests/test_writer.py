@@ -16,14 +16,14 @@ NOW = 1_800_000_000.0
 SETTINGS = EngineSettings()
 
 
-def purchases(customer: str, first_offset: int, count: int, source: str = "t:0") -> list[PendingEvent]:
+def purchases(customer: str, first_offset: int, count: int, partition: int = 0) -> list[PendingEvent]:
     events = []
     for index in range(count):
         raw = (
-            f'{{"type": "purchase", "customer_id": "{customer}", "event_id": "{source}-{first_offset + index}",'
+            f'{{"type": "purchase", "customer_id": "{customer}", "event_id": "p{partition}-{first_offset + index}",'
             f' "timestamp": {NOW - 86400 + 60 * (first_offset + index)}, "amount": {index + 1}}}'
         )
-        events.append(PendingEvent(decode_event(raw.encode(), now=NOW), source, first_offset + index))
+        events.append(PendingEvent(decode_event(raw.encode(), now=NOW), partition, first_offset + index))
     return events
 
 
@@ -37,10 +37,10 @@ def test_lost_script_cache_is_reloaded_and_the_batch_still_applies_once(
 ) -> None:
     writer = StateWriter(redis_client, SETTINGS, prefix=key_prefix, customers_per_call=2)
     batch = {f"c{i}": purchases(f"c{i}", 0, 3) for i in range(5)}
-    assert writer.apply(batch) == {customer: APPLIED * 3 for customer in batch}
+    assert writer.apply_events(batch) == {customer: APPLIED * 3 for customer in batch}
     redis_client.script_flush()  # as after a Redis restart without persistence of scripts
     later = {f"c{i}": purchases(f"c{i}", 3, 2) for i in range(5)}
-    assert writer.apply(later) == {customer: APPLIED * 2 for customer in later}
+    assert writer.apply_events(later) == {customer: APPLIED * 2 for customer in later}
     assert [purchase_count(redis_client, key_prefix, f"c{i}") for i in range(5)] == [5] * 5
 
 
@@ -50,25 +50,25 @@ def test_a_customer_written_by_another_writer_is_reloaded_not_overwritten(
     """Two writers (two consumers after a rebalance, or one customer on two partitions)."""
     first = StateWriter(redis_client, SETTINGS, prefix=key_prefix)
     second = StateWriter(redis_client, SETTINGS, prefix=key_prefix)
-    first.apply({"c": purchases("c", 0, 2, source="t:0")})
-    second.apply({"c": purchases("c", 0, 3, source="t:1")})  # first's cached version is now stale
-    outcome = first.apply({"c": purchases("c", 2, 4, source="t:0")})
+    first.apply_events({"c": purchases("c", 0, 2, partition=0)})
+    second.apply_events({"c": purchases("c", 0, 3, partition=1)})  # first's cached version is now stale
+    outcome = first.apply_events({"c": purchases("c", 2, 4, partition=0)})
     assert outcome == {"c": APPLIED * 4}
     assert purchase_count(redis_client, key_prefix, "c") == 2 + 3 + 4
     # and the stale writer's redelivery of what it wrote before is still recognised
-    assert first.apply({"c": purchases("c", 0, 2, source="t:0")}) == {"c": "ss"}
+    assert first.apply_events({"c": purchases("c", 0, 2, partition=0)}) == {"c": "ss"}
 
 
 def test_an_error_reply_is_raised_not_retried_as_a_conflict(redis_client: redis.Redis, key_prefix: str) -> None:
     writer = StateWriter(redis_client, SETTINGS, prefix=key_prefix)
-    writer.apply({"c": purchases("c", 0, 1)})
+    writer.apply_events({"c": purchases("c", 0, 1)})
     previous = redis_client.config_get("maxmemory")["maxmemory"]
     redis_client.config_set("maxmemory", 1)  # every write is refused with OOM
     try:
         with pytest.raises(redis.ResponseError, match="maxmemory"):
-            writer.apply({"c": purchases("c", 1, 1)})
+            writer.apply_events({"c": purchases("c", 1, 1)})
     finally:
         redis_client.config_set("maxmemory", previous)
     # nothing was written, and once Redis accepts writes the same batch applies normally
-    assert writer.apply({"c": purchases("c", 1, 1)}) == {"c": APPLIED}
+    assert writer.apply_events({"c": purchases("c", 1, 1)}) == {"c": APPLIED}
     assert purchase_count(redis_client, key_prefix, "c") == 2

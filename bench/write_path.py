@@ -1,0 +1,105 @@
+"""The consumer's CPU path without I/O: records → events → per-customer compare-and-set calls.
+
+Ours: ``StateWriter.decode`` + ``prepare`` (Rust core, Python fallback for odd records).
+Baseline in the same run: the Python reference doing the same rule work per event
+(``decode_event`` + ``CustomerState.apply``), which is what the consumer ran before the core.
+Both start from empty states (as if every customer were new to Redis) and process the same
+records in batches; CPU seconds are process time, so other load on the machine matters less.
+
+    python3 -m bench.write_path --events 300000 --customers 30000
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+
+import redis
+
+from stream_features import EngineSettings, InvalidEvent, decode_event
+from stream_features.customer_state import Changes, CustomerState
+from stream_features.generate import GeneratorOptions, generate_events
+from stream_features.store.writer import StateWriter
+
+from .common import write_results
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """What the writer reads of a Kafka message (the benchmark has no broker)."""
+
+    payload: bytes
+    at: int
+
+    def value(self) -> bytes:
+        return self.payload
+
+    def partition(self) -> int:
+        return self.at % 4
+
+    def offset(self) -> int:
+        return self.at // 4
+
+
+def run_native(records: list[Record], batch_size: int, now: float) -> float:
+    # No Redis I/O happens here: states are seeded empty, and execute() is never called.
+    writer = StateWriter(redis.Redis(), EngineSettings(), topic="bench", clock=lambda: now)
+    core = writer._core
+    started = time.process_time()
+    for start in range(0, len(records), batch_size):
+        batch, _ = writer.decode(records[start : start + batch_size], now=now, max_future_skew_seconds=86400.0)
+        for customer in core.missing(batch):
+            core.load(customer, [], [])
+        prepared = core.prepare(batch, None, now)
+        prepared.packed("0" * 40)
+    return time.process_time() - started
+
+
+def run_reference(records: list[Record], batch_size: int, now: float) -> float:
+    settings = EngineSettings()
+    states: dict[str, CustomerState] = {}
+    changes = Changes()
+    started = time.process_time()
+    for start in range(0, len(records), batch_size):
+        for record in records[start : start + batch_size]:
+            try:
+                event = decode_event(record.value(), now=now)
+            except InvalidEvent:
+                continue
+            state = states.get(event.customer_id)
+            if state is None:
+                state = states[event.customer_id] = CustomerState(changes=changes)
+            try:
+                state.apply(event, settings)
+            except InvalidEvent:
+                continue
+    return time.process_time() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=300_000)
+    parser.add_argument("--customers", type=int, default=30_000)
+    parser.add_argument("--batch-size", type=int, default=50_000)
+    args = parser.parse_args()
+    now = time.time()
+    options = GeneratorOptions(customers=args.customers, events=args.events, start=now - 120 * 86400, end=now - 60)
+    records = [Record(line, index) for index, line in enumerate(generate_events(options))]
+    native = run_native(records, args.batch_size, now)
+    reference = run_reference(records, args.batch_size, now)
+    write_results(
+        "write_path",
+        {
+            "events": len(records),
+            "customers": args.customers,
+            "batch_size": args.batch_size,
+            "native_cpu_us_per_event": round(native / len(records) * 1e6, 3),
+            "python_reference_cpu_us_per_event": round(reference / len(records) * 1e6, 3),
+            "speedup_vs_python_reference": round(reference / native, 1),
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,194 @@
+//! One customer's state and the in-order rules that change it: the Rust twin of
+//! `stream_features/customer_state.py`, which is the reference (the in-memory engine runs it,
+//! and tests check that both give the same state and the same stored bytes).
+
+use ahash::{AHashMap as HashMap, AHashSet as HashSet};
+use compact_str::CompactString;
+
+use crate::tiles::{tile_of, Tile};
+use crate::wire::{Event, CART, PROFILE, PURCHASE, SESSION};
+
+const PRUNE_INTERVAL_SECONDS: f64 = 86_400.0;
+const IDS_SWEEP_MINIMUM: usize = 32;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    pub tile_seconds: f64,
+    pub retention_tiles: i64,
+    pub tiles_per_day: i64,
+    pub dedup_horizon_seconds: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Applied,
+    Duplicate,
+    TooLate,
+}
+
+/// The fields a store must rewrite, since tracking started.
+#[derive(Debug, Default)]
+pub struct Changes {
+    pub tiles: HashSet<i64>,
+    pub deleted_tiles: HashSet<i64>,
+    pub event_ids: HashSet<CompactString>,
+    pub deleted_event_ids: HashSet<CompactString>,
+    pub attributes: HashSet<String>,
+}
+
+impl Changes {
+    /// Empty for the next customer. A set that grew for one busy customer is shrunk back, as
+    /// clearing costs its capacity, not its length.
+    pub fn clear(&mut self) {
+        fn reset<T: std::hash::Hash + Eq>(set: &mut HashSet<T>) {
+            set.clear();
+            if set.capacity() > 64 {
+                set.shrink_to(64);
+            }
+        }
+        reset(&mut self.tiles);
+        reset(&mut self.deleted_tiles);
+        reset(&mut self.event_ids);
+        reset(&mut self.deleted_event_ids);
+        reset(&mut self.attributes);
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CustomerState {
+    pub tiles: HashMap<i64, Tile>,
+    pub newest_ts: Option<f64>,
+    pub newest_tile: Option<i64>,
+    pub seen_event_ids: HashMap<CompactString, f64>,
+    /// attribute → (event time, stored bytes `<event time> <JSON>`)
+    pub attributes: HashMap<String, (f64, Vec<u8>)>,
+    pub next_prune_ts: f64,
+    tile_floor: Option<i64>,
+    ids_sweep_at: usize,
+}
+
+impl Default for CustomerState {
+    fn default() -> Self {
+        CustomerState {
+            tiles: HashMap::new(),
+            newest_ts: None,
+            newest_tile: None,
+            seen_event_ids: HashMap::new(),
+            attributes: HashMap::new(),
+            next_prune_ts: f64::NEG_INFINITY,
+            tile_floor: None,
+            ids_sweep_at: IDS_SWEEP_MINIMUM,
+        }
+    }
+}
+
+impl CustomerState {
+    /// Apply one valid event in stream order (rules: customer_state.py's module docstring).
+    pub fn apply(&mut self, event: &Event, settings: &Settings, changes: &mut Changes) -> Outcome {
+        let timestamp = event.timestamp;
+        let tile_index = tile_of(timestamp, settings.tile_seconds);
+        if let Some(newest) = self.newest_tile {
+            if tile_index <= newest - settings.retention_tiles {
+                return Outcome::TooLate;
+            }
+        }
+        if let Some(event_id) = &event.event_id {
+            if let Some(&seen_at) = self.seen_event_ids.get(event_id) {
+                if self.within_horizon(seen_at, settings) {
+                    return Outcome::Duplicate;
+                }
+            }
+            self.seen_event_ids.insert(event_id.clone(), timestamp);
+            changes.deleted_event_ids.remove(event_id);
+            changes.event_ids.insert(event_id.clone());
+        }
+        let tile = self.tiles.entry(tile_index).or_insert_with(|| {
+            if let Some(floor) = self.tile_floor {
+                if tile_index < floor {
+                    self.tile_floor = Some(tile_index);
+                }
+            }
+            Tile::default()
+        });
+        match event.kind {
+            PURCHASE => tile.add_purchase(event.amount.unwrap_or(0.0), timestamp),
+            SESSION => tile.add_session(event.amount.unwrap_or(0.0), event.device.as_deref().unwrap_or("unknown")),
+            CART => tile.add_cart(event.flag, event.amount),
+            PROFILE => tile.add_profile(),
+            _ => tile.add_support(event.amount, event.flag),
+        }
+        changes.tiles.insert(tile_index);
+        if event.kind == PROFILE {
+            self.merge_attributes(event, changes);
+        }
+        if self.newest_ts.is_none_or(|newest| timestamp > newest) {
+            self.newest_ts = Some(timestamp);
+        }
+        let newest_tile = match self.newest_tile {
+            Some(newest) if newest >= tile_index => newest,
+            _ => {
+                self.newest_tile = Some(tile_index);
+                tile_index
+            }
+        };
+        if self.seen_event_ids.len() > self.ids_sweep_at {
+            self.sweep_ids(settings, changes);
+        }
+        if timestamp >= self.next_prune_ts {
+            self.next_prune_ts = timestamp + PRUNE_INTERVAL_SECONDS;
+            let slack = settings.tiles_per_day;
+            if self.tile_floor.is_none_or(|floor| floor <= newest_tile - settings.retention_tiles - slack) {
+                self.sweep_tiles(settings, slack, changes);
+            }
+        }
+        Outcome::Applied
+    }
+
+    fn within_horizon(&self, seen_at: f64, settings: &Settings) -> bool {
+        self.newest_ts.is_none_or(|newest| seen_at >= newest - settings.dedup_horizon_seconds)
+    }
+
+    fn merge_attributes(&mut self, event: &Event, changes: &mut Changes) {
+        for (key, stored) in &event.attributes {
+            let newer = self.attributes.get(key).is_none_or(|(at, _)| event.timestamp >= *at);
+            if newer {
+                self.attributes.insert(key.clone(), (event.timestamp, stored.clone()));
+                changes.attributes.insert(key.clone());
+            }
+        }
+    }
+
+    fn sweep_ids(&mut self, settings: &Settings, changes: &mut Changes) {
+        if let Some(newest) = self.newest_ts {
+            let horizon_floor = newest - settings.dedup_horizon_seconds;
+            let expired: Vec<CompactString> =
+                self.seen_event_ids.iter().filter(|(_, &at)| at < horizon_floor).map(|(id, _)| id.clone()).collect();
+            for event_id in expired {
+                self.seen_event_ids.remove(&event_id);
+                changes.event_ids.remove(&event_id);
+                changes.deleted_event_ids.insert(event_id);
+            }
+        }
+        self.ids_sweep_at = IDS_SWEEP_MINIMUM.max(2 * self.seen_event_ids.len());
+    }
+
+    /// Delete tiles past retention, once a cached lower bound shows some are (plus slack).
+    fn sweep_tiles(&mut self, settings: &Settings, slack_tiles: i64, changes: &mut Changes) {
+        let Some(newest_tile) = self.newest_tile else { return };
+        if self.tiles.is_empty() {
+            return;
+        }
+        let oldest_kept = newest_tile - settings.retention_tiles;
+        let floor = *self.tile_floor.get_or_insert_with(|| *self.tiles.keys().min().expect("tiles is not empty"));
+        if floor > oldest_kept - slack_tiles {
+            return;
+        }
+        let old: Vec<i64> = self.tiles.keys().copied().filter(|&index| index <= oldest_kept).collect();
+        for index in old {
+            self.tiles.remove(&index);
+            changes.tiles.remove(&index);
+            changes.deleted_tiles.insert(index);
+        }
+        self.tile_floor = self.tiles.keys().min().copied();
+    }
+}

@@ -1,0 +1,254 @@
+//! A customer's two Redis hashes ⇄ `CustomerState` plus the consumer's bookkeeping: the Rust
+//! twin of `stream_features/store/state_codec.py` (layout documented there and in the README).
+
+use rmpv::Value;
+
+use crate::resp::Args;
+use crate::state::{Changes, CustomerState};
+use crate::tiles::Tile;
+
+/// Recent too_late offsets remembered per partition, as in state_codec.REJECT_MEMORY.
+pub const REJECT_MEMORY: usize = 32;
+
+/// A MessagePack number kept as it was read (the last TTL refresh is written as an integer,
+/// and "never" as -inf), so that rewriting it gives the same bytes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Number {
+    Int(i64),
+    Float(f64),
+}
+
+impl Number {
+    pub fn as_f64(self) -> f64 {
+        match self {
+            Number::Int(v) => v as f64,
+            Number::Float(v) => v,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct StoredCustomer {
+    pub state: CustomerState,
+    pub version: u64,
+    /// "<topic>:<partition>" → last applied offset, in first-written order.
+    pub offsets: Vec<(String, i64)>,
+    /// Same keys → recent offsets judged too_late.
+    pub rejects: Vec<(String, Vec<i64>)>,
+    pub ttl_set_at: Number,
+    pub last_used: u64,
+}
+
+impl Default for StoredCustomer {
+    fn default() -> Self {
+        StoredCustomer {
+            state: CustomerState::default(),
+            version: 0,
+            offsets: Vec::new(),
+            rejects: Vec::new(),
+            ttl_set_at: Number::Float(f64::NEG_INFINITY),
+            last_used: 0,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct CorruptState(pub String);
+
+fn number(value: &Value) -> Option<Number> {
+    match value {
+        Value::Integer(v) => v.as_i64().map(Number::Int),
+        Value::F64(v) => Some(Number::Float(*v)),
+        Value::F32(v) => Some(Number::Float(f64::from(*v))),
+        _ => None,
+    }
+}
+
+fn text(raw: &[u8]) -> String {
+    String::from_utf8_lossy(raw).into_owned()
+}
+
+impl StoredCustomer {
+    /// Rebuild from HGETALL of both hashes (both empty: a new customer).
+    pub fn load<'a>(
+        main: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+        aux: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+    ) -> Result<StoredCustomer, CorruptState> {
+        let mut stored = StoredCustomer::default();
+        let state = &mut stored.state;
+        for (field, raw) in main {
+            if let Some(index) = field.strip_prefix(b"t:") {
+                let index: i64 =
+                    text(index).parse().map_err(|_| CorruptState(format!("tile field {}", text(field))))?;
+                let tile = Tile::decode(raw).ok_or_else(|| CorruptState(format!("tile {index}")))?;
+                state.tiles.insert(index, tile);
+            } else if let Some(key) = field.strip_prefix(b"a:") {
+                let stamp = raw.split(|&b| b == b' ').next().unwrap_or_default();
+                let at: f64 = text(stamp).parse().map_err(|_| CorruptState(format!("attribute {}", text(key))))?;
+                state.attributes.insert(text(key), (at, raw.to_vec()));
+            }
+        }
+        for (field, raw) in aux {
+            if let Some(event_id) = field.strip_prefix(b"e:") {
+                let at = f64::from_le_bytes(raw.try_into().map_err(|_| CorruptState("event id time".into()))?);
+                state.seen_event_ids.insert(text(event_id).into(), at);
+            } else if field == b"v" {
+                stored.version = text(raw).parse().map_err(|_| CorruptState("version".into()))?;
+            } else if field == b"m" {
+                let meta = rmpv::decode::read_value(&mut &raw[..]).map_err(|e| CorruptState(format!("m: {e}")))?;
+                let Value::Map(entries) = meta else { return Err(CorruptState("m is not a map".into())) };
+                for (key, value) in &entries {
+                    match key.as_str().unwrap_or_default() {
+                        "nt" => state.newest_tile = value.as_i64(),
+                        "nts" => state.newest_ts = number(value).map(Number::as_f64),
+                        "np" => state.next_prune_ts = number(value).map_or(f64::NEG_INFINITY, Number::as_f64),
+                        "tt" => stored.ttl_set_at = number(value).unwrap_or(Number::Float(f64::NEG_INFINITY)),
+                        "o" => {
+                            for (source, offset) in value.as_map().into_iter().flatten() {
+                                let source = source.as_str().unwrap_or_default().to_owned();
+                                stored.offsets.push((source, offset.as_i64().unwrap_or(-1)));
+                            }
+                        }
+                        "j" => {
+                            for (source, offsets) in value.as_map().into_iter().flatten() {
+                                let offsets = offsets.as_array().into_iter().flatten().filter_map(Value::as_i64);
+                                stored
+                                    .rejects
+                                    .push((source.as_str().unwrap_or_default().to_owned(), offsets.collect()));
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        Ok(stored)
+    }
+
+    pub fn offset(&self, source: &str) -> i64 {
+        self.offsets.iter().find(|(name, _)| name == source).map_or(-1, |(_, offset)| *offset)
+    }
+
+    pub fn set_offset(&mut self, source: &str, offset: i64) {
+        match self.offsets.iter_mut().find(|(name, _)| name == source) {
+            Some((_, last)) => *last = offset,
+            None => self.offsets.push((source.to_owned(), offset)),
+        }
+    }
+
+    pub fn was_rejected(&self, source: &str, offset: i64) -> bool {
+        self.rejects.iter().any(|(name, offsets)| name == source && offsets.contains(&offset))
+    }
+
+    pub fn remember_reject(&mut self, source: &str, offset: i64) {
+        let index = match self.rejects.iter().position(|(name, _)| name == source) {
+            Some(index) => index,
+            None => {
+                self.rejects.push((source.to_owned(), Vec::new()));
+                self.rejects.len() - 1
+            }
+        };
+        let memory = &mut self.rejects[index].1;
+        memory.push(offset);
+        if memory.len() > REJECT_MEMORY {
+            memory.drain(..memory.len() - REJECT_MEMORY);
+        }
+    }
+
+    /// The `m` field: a MessagePack map `nt nts np tt o j`, byte for byte what msgspec writes
+    /// for state_codec._Meta.
+    pub fn encode_meta(&self, out: &mut Vec<u8>) {
+        use rmp::encode::{write_f64, write_map_len, write_nil, write_sint, write_str};
+        let state = &self.state;
+        let fail = "writing to a Vec cannot fail";
+        write_map_len(out, 6).expect(fail);
+        write_str(out, "nt").expect(fail);
+        match state.newest_tile {
+            Some(tile) => write_sint(out, tile).map(|_| ()).expect(fail),
+            None => write_nil(out).expect(fail),
+        }
+        write_str(out, "nts").expect(fail);
+        match state.newest_ts {
+            Some(at) => write_f64(out, at).expect(fail),
+            None => write_nil(out).expect(fail),
+        }
+        write_str(out, "np").expect(fail);
+        write_f64(out, state.next_prune_ts).expect(fail);
+        write_str(out, "tt").expect(fail);
+        match self.ttl_set_at {
+            Number::Int(at) => write_sint(out, at).map(|_| ()).expect(fail),
+            Number::Float(at) => write_f64(out, at).expect(fail),
+        }
+        write_str(out, "o").expect(fail);
+        write_map_len(out, self.offsets.len() as u32).expect(fail);
+        for (source, offset) in &self.offsets {
+            write_str(out, source).expect(fail);
+            write_sint(out, *offset).expect(fail);
+        }
+        write_str(out, "j").expect(fail);
+        write_map_len(out, self.rejects.len() as u32).expect(fail);
+        for (source, offsets) in &self.rejects {
+            write_str(out, source).expect(fail);
+            rmp::encode::write_array_len(out, offsets.len() as u32).expect(fail);
+            for offset in offsets {
+                write_sint(out, *offset).expect(fail);
+            }
+        }
+    }
+
+    /// Append this customer's compare-and-set arguments (layout: cas.lua): a header
+    /// `"<version> <refresh> <a> <b> <c> <d>"`, `m`, then the four field lists.
+    pub fn write_arguments(&self, changes: &Changes, refresh_ttl: bool, args: &mut Args, scratch: &mut Vec<u8>) {
+        let state = &self.state;
+        let start = args.buf.len();
+        scratch.clear();
+        self.encode_meta(scratch);
+        args.push(scratch);
+        for &index in &changes.tiles {
+            args.push_number(b"t:", index);
+            scratch.clear();
+            state.tiles[&index].encode(scratch);
+            args.push(scratch);
+        }
+        for key in &changes.attributes {
+            args.push_parts(&[b"a:", key.as_bytes()]);
+            args.push(&state.attributes[key].1);
+        }
+        for &index in &changes.deleted_tiles {
+            args.push_number(b"t:", index);
+        }
+        for event_id in &changes.event_ids {
+            args.push_parts(&[b"e:", event_id.as_bytes()]);
+            args.push(&state.seen_event_ids[event_id].to_le_bytes());
+        }
+        for event_id in &changes.deleted_event_ids {
+            args.push_parts(&[b"e:", event_id.as_bytes()]);
+        }
+        let main_set = 2 * (changes.tiles.len() + changes.attributes.len());
+        let (main_del, aux_set, aux_del) =
+            (changes.deleted_tiles.len(), 2 * changes.event_ids.len(), changes.deleted_event_ids.len());
+        // The header goes first but needs the counts: frame it now and slide it in front.
+        let header = format!("{} {} {main_set} {main_del} {aux_set} {aux_del}", self.version, u8::from(refresh_ttl));
+        let mut framed = Args::default();
+        framed.push(header.as_bytes());
+        args.buf.splice(start..start, framed.buf);
+        args.count += 1;
+    }
+}
+
+/// `<prefix>:{<escaped id>}`: `%`, `{`, `}` escaped so the hash tag is never cut short.
+pub fn tiles_key(prefix: &str, customer_id: &str) -> String {
+    let mut key = String::with_capacity(prefix.len() + customer_id.len() + 4);
+    key.push_str(prefix);
+    key.push_str(":{");
+    for c in customer_id.chars() {
+        match c {
+            '%' => key.push_str("%25"),
+            '{' => key.push_str("%7B"),
+            '}' => key.push_str("%7D"),
+            _ => key.push(c),
+        }
+    }
+    key.push('}');
+    key
+}
