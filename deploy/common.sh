@@ -25,3 +25,14 @@ wait_for_port() {
 }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# The package builds a Rust extension on install (maturin runs cargo): find cargo or say how to get it.
+require_cargo() {
+  if ! command -v cargo >/dev/null && [ -x "$HOME/.cargo/bin/cargo" ]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+  fi
+  if ! command -v cargo >/dev/null; then
+    echo "stream_features builds a Rust extension on install: install a Rust toolchain first (https://rustup.rs), then retry" >&2
+    exit 2
+  fi
+}

@@ -32,8 +32,9 @@ stop_demo() {
 
 start_demo() {
   cd "$ROOT"
-  if ! python3 -c "import stream_features" 2>/dev/null || ! command -v stream-features >/dev/null; then
-    echo "demo: installing stream_features (pip install -e .)"
+  if ! python3 -c "import stream_features._native" 2>/dev/null || ! command -v stream-features >/dev/null; then
+    echo "demo: installing stream_features (pip install -e .; builds the Rust core, about a minute)"
+    require_cargo
     python3 -m pip install -q -e .
   fi
   "$DEPLOY_DIR/services.sh" start

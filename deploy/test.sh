@@ -4,6 +4,7 @@
 # Usage: bash deploy/test.sh [pytest args]
 source "$(dirname "$0")/common.sh"
 cd "$DEPLOY_DIR/.."
+require_cargo
 python3 -m pip install -q -e ".[dev]"
 "$DEPLOY_DIR/redis.sh" install
 "$DEPLOY_DIR/kafka.sh" fetch

@@ -197,7 +197,7 @@ impl StoredCustomer {
     }
 
     /// Append this customer's compare-and-set arguments (layout: cas.lua): a header
-    /// `"<version> <refresh> <a> <b> <c> <d>"`, `m`, then the four field lists.
+    /// `"<version> <new version> <refresh> <a> <b> <c> <d>"`, `m`, then the four field lists.
     pub fn write_arguments(&self, changes: &Changes, refresh_ttl: bool, args: &mut Args, scratch: &mut Vec<u8>) {
         let state = &self.state;
         let start = args.buf.len();
@@ -228,7 +228,12 @@ impl StoredCustomer {
         let (main_del, aux_set, aux_del) =
             (changes.deleted_tiles.len(), 2 * changes.event_ids.len(), changes.deleted_event_ids.len());
         // The header goes first but needs the counts: frame it now and slide it in front.
-        let header = format!("{} {} {main_set} {main_del} {aux_set} {aux_del}", self.version, u8::from(refresh_ttl));
+        let header = format!(
+            "{} {} {} {main_set} {main_del} {aux_set} {aux_del}",
+            self.version,
+            self.version + 1,
+            u8::from(refresh_ttl)
+        );
         let mut framed = Args::default();
         framed.push(header.as_bytes());
         args.buf.splice(start..start, framed.buf);

@@ -1,8 +1,9 @@
 """One customer's state and the in-order rules that change it (SPEC §3, §5).
 
-This is the only implementation of the rules: the in-memory engine keeps these objects, and the
-Redis writer loads them from the customer's hashes, applies events here, and writes back only what
-changed (``Changes``) with a compare-and-set. The rules, per event in stream order:
+This is the reference implementation of the rules: the in-memory engine keeps these objects. The
+consumer's writer runs the same rules in Rust (``native/state.rs``) on states loaded from Redis;
+the store contract tests hold the two to the same outcomes and features, event for event. The
+rules, per event in stream order:
 
 1. ``too_late``: an event whose tile is at or before ``newest_tile - retention_tiles`` (newest
    among events applied before it) is invalid.
@@ -34,25 +35,6 @@ class Outcome(Enum):
 
 
 @dataclass(slots=True)
-class Changes:
-    """What ``apply``/``prune`` touched since tracking started: the fields a store must rewrite."""
-
-    tiles: set[int] = field(default_factory=set)
-    deleted_tiles: set[int] = field(default_factory=set)
-    event_ids: set[str] = field(default_factory=set)
-    deleted_event_ids: set[str] = field(default_factory=set)
-    attributes: set[str] = field(default_factory=set)
-
-    def clear(self) -> None:
-        """Reuse for the next customer (cheaper than a new object per customer per batch)."""
-        self.tiles.clear()
-        self.deleted_tiles.clear()
-        self.event_ids.clear()
-        self.deleted_event_ids.clear()
-        self.attributes.clear()
-
-
-@dataclass(slots=True)
 class CustomerState:
     tiles: dict[int, TileAggregate] = field(default_factory=dict)
     newest_ts: float | None = None
@@ -60,7 +42,6 @@ class CustomerState:
     seen_event_ids: dict[str, float] = field(default_factory=dict)
     attributes: dict[str, tuple[float, Any]] = field(default_factory=dict)
     next_prune_ts: float = float("-inf")
-    changes: Changes | None = None  # set by stores that persist deltas; None in memory
     _tile_floor: int | None = None  # lower bound of min(tiles); None = unknown
     _ids_sweep_at: int = 32  # sweep remembered ids once there are more than this
 
@@ -74,24 +55,18 @@ class CustomerState:
         newest_tile = self.newest_tile
         if newest_tile is not None and tile_index <= newest_tile - settings.retention_tiles:
             raise InvalidEvent("too_late", "event is older than the customer's retention", event)
-        changes = self.changes
         event_id = event.event_id
         if event_id is not None:
             seen_at = self.seen_event_ids.get(event_id)
             if seen_at is not None and self._within_horizon(seen_at, settings):
                 return Outcome.DUPLICATE
             self.seen_event_ids[event_id] = timestamp
-            if changes is not None:
-                changes.event_ids.add(event_id)
-                changes.deleted_event_ids.discard(event_id)
         tile = self.tiles.get(tile_index)
         if tile is None:
             tile = self.tiles[tile_index] = TileAggregate()
             if self._tile_floor is not None and tile_index < self._tile_floor:
                 self._tile_floor = tile_index
         _add_to_tile(tile, event)
-        if changes is not None:
-            changes.tiles.add(tile_index)
         if isinstance(event, ProfileEvent):
             self._merge_attributes(event)
         # Newest time and tile move forward. Expired ids and tiles are already invisible (see
@@ -120,8 +95,6 @@ class CustomerState:
             current = self.attributes.get(key)
             if current is None or event.timestamp >= current[0]:
                 self.attributes[key] = (event.timestamp, value)
-                if self.changes is not None:
-                    self.changes.attributes.add(key)
 
     def prune(self, settings: EngineSettings) -> None:
         """Forget every remembered id past the dedup horizon and every tile past retention."""
@@ -133,9 +106,6 @@ class CustomerState:
             horizon_floor = self.newest_ts - settings.dedup_horizon_seconds
             for event_id in [k for k, ts in self.seen_event_ids.items() if ts < horizon_floor]:
                 del self.seen_event_ids[event_id]
-                if self.changes is not None:
-                    self.changes.event_ids.discard(event_id)
-                    self.changes.deleted_event_ids.add(event_id)
         self._ids_sweep_at = max(IDS_SWEEP_MINIMUM, 2 * len(self.seen_event_ids))
 
     def _sweep_tiles(self, settings: EngineSettings, *, slack_tiles: int) -> None:
@@ -149,9 +119,6 @@ class CustomerState:
             return
         for old in [k for k in self.tiles if k <= oldest_kept]:
             del self.tiles[old]
-            if self.changes is not None:
-                self.changes.tiles.discard(old)
-                self.changes.deleted_tiles.add(old)
         self._tile_floor = min(self.tiles, default=None)
 
     def metadata(self) -> dict[str, Any]:

@@ -46,8 +46,16 @@ class RedisBackend:
     """Feeds events as if they came from one partition of one topic, in batches of ``batch_size``."""
 
     def __init__(
-        self, client: redis.Redis, settings: EngineSettings, prefix: str, now: float, batch_size: int = 7
+        self,
+        client: redis.Redis,
+        settings: EngineSettings,
+        prefix: str,
+        now: float,
+        batch_size: int = 7,
+        *,
+        cold_cache: bool = False,
     ) -> None:
+        self.cold_cache = cold_cache
         self.writer = StateWriter(client, settings, topic="topic", prefix=prefix, customers_per_call=3)
         self.reader = FeatureReader(client, settings, prefix=prefix, clock=lambda: now)
         self.batch_size = batch_size
@@ -63,6 +71,8 @@ class RedisBackend:
                 order.append(event.customer_id)
                 self.next_offset += 1
             outcomes = self.writer.apply_events(by_customer)
+            if self.cold_cache:
+                self.writer.forget(list(by_customer))
             position = dict.fromkeys(by_customer, 0)
             for customer in order:
                 codes.append(outcomes[customer][position[customer]])

@@ -29,7 +29,11 @@ SMALL = EngineSettings(
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    events=st.lists(raw_events(), max_size=30), days=st.integers(1, 3), as_of=timestamps, batch_size=st.integers(1, 12)
+    events=st.lists(raw_events(), max_size=30),
+    days=st.integers(1, 3),
+    as_of=timestamps,
+    batch_size=st.integers(1, 12),
+    cold_cache=st.booleans(),
 )
 def test_redis_equals_memory_and_reference(
     redis_client: redis.Redis,
@@ -38,11 +42,14 @@ def test_redis_equals_memory_and_reference(
     days: int,
     as_of: float,
     batch_size: int,
+    cold_cache: bool,
 ) -> None:
+    """cold_cache: the writer forgets every customer after each batch, so each batch starts from
+    the state read back from Redis (ids, offsets, tiles): the stored form must lose nothing."""
     typed = [validate_event(e, now=NOW) for e in events]
     prefix = f"{key_prefix}:{uuid.uuid4().hex[:8]}"  # hypothesis reuses the fixture across examples
     memory = MemoryBackend(SMALL, NOW)
-    store = RedisBackend(redis_client, SMALL, prefix, NOW, batch_size=batch_size)
+    store = RedisBackend(redis_client, SMALL, prefix, NOW, batch_size=batch_size, cold_cache=cold_cache)
     assert store.apply(typed) == memory.apply(typed)
     for customer_id in {e.customer_id for e in typed}:
         assert store.summary(customer_id, days, as_of) == memory.summary(customer_id, days, as_of)

@@ -4,16 +4,18 @@
 --
 -- KEYS: per customer, its tiles hash then its bookkeeping hash (one hash slot: "{...}" tag).
 -- ARGV[1]: key TTL in seconds (0 = none). Then per customer, in KEYS order:
---   a header "<expected version> <refresh TTL 0|1> <a> <b> <c> <d>" (version 0: new customer),
+--   a header "<expected version> <new version> <refresh TTL 0|1> <a> <b> <c> <d>" (expected 0: new
+--   customer),
 --   the bookkeeping "m" value, then four lists of a, b, c, d arguments: tiles-hash field/value
 --   pairs to set, tiles-hash fields to delete, bookkeeping field/value pairs to set, bookkeeping
 --   fields to delete.
 -- Returns one character per customer: "1" written, "0" version mismatch (nothing written).
 --
--- Shaped for speed: the consumer pays per argument it packs, Redis per redis.call(), and this
--- runs once per customer per batch; the common case is three calls (HGET, HSET, HSET).
+-- Shaped for speed: this runs once per customer per batch; the common case is three calls (HGET,
+-- HSET, HSET). Numbers that are only passed on stay strings (a Lua number given to redis.call is
+-- formatted with printf on every call).
 
-local TTL = tonumber(ARGV[1])
+local TTL = ARGV[1]
 local CHUNK = 1000  -- unpack() of a very long list would overflow Lua's C stack
 
 local function call_range(command, key, first, count)
@@ -27,7 +29,8 @@ local out = {}
 local i = 2
 for c = 1, #KEYS, 2 do
   local main, aux = KEYS[c], KEYS[c + 1]
-  local expected, refresh, a, b, d, e = string.match(ARGV[i], '^(%d+) ([01]) (%d+) (%d+) (%d+) (%d+)$')
+  local expected, version, refresh, a, b, d, e =
+    string.match(ARGV[i], '^(%d+) (%d+) ([01]) (%d+) (%d+) (%d+) (%d+)$')
   local n_main_set, n_main_del, n_aux_set, n_aux_del = tonumber(a), tonumber(b), tonumber(d), tonumber(e)
   local meta = ARGV[i + 1]
   local p = i + 2
@@ -39,7 +42,6 @@ for c = 1, #KEYS, 2 do
     p = p + n_main_set
     if n_main_del > 0 then call_range('HDEL', main, p, n_main_del) end
     p = p + n_main_del
-    local version = string.format('%d', tonumber(expected) + 1)
     if n_aux_set <= CHUNK then
       redis.call('HSET', aux, 'v', version, 'm', meta, unpack(ARGV, p, p + n_aux_set - 1))
     else
@@ -48,7 +50,7 @@ for c = 1, #KEYS, 2 do
     end
     p = p + n_aux_set
     if n_aux_del > 0 then call_range('HDEL', aux, p, n_aux_del) end
-    if refresh == '1' and TTL > 0 then
+    if refresh == '1' and TTL ~= '0' then
       redis.call('EXPIRE', main, TTL)
       redis.call('EXPIRE', aux, TTL)
     end
