@@ -115,7 +115,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--naive-events", type=int, default=50_000)
-    parser.add_argument("--batch-size", type=int, default=50_000)
+    parser.add_argument("--batch-size", type=int, default=ServiceConfig().batch_size)
     args = parser.parse_args()
     run_id = uuid.uuid4().hex[:8]
     config = ServiceConfig(

@@ -227,10 +227,12 @@ impl Prepared {
         self.names.clone()
     }
 
-    /// All calls as pipelined `EVALSHA sha numkeys keys... args...` commands.
-    fn packed<'py>(&self, py: Python<'py>, sha: &str) -> Bound<'py, PyBytes> {
-        let mut out = Vec::with_capacity(self.calls.iter().map(|call| call.args.buf.len() + 256).sum());
-        for call in &self.calls {
+    /// Calls `start..stop` (all by default) as pipelined `EVALSHA sha numkeys keys... args...`.
+    #[pyo3(signature = (sha, start=0, stop=None))]
+    fn packed<'py>(&self, py: Python<'py>, sha: &str, start: usize, stop: Option<usize>) -> Bound<'py, PyBytes> {
+        let calls = &self.calls[start.min(self.calls.len())..stop.unwrap_or(self.calls.len()).min(self.calls.len())];
+        let mut out = Vec::with_capacity(calls.iter().map(|call| call.args.buf.len() + 256).sum());
+        for call in calls {
             let numkeys = call.keys.len().to_string();
             let mut head: Vec<&[u8]> = vec![b"EVALSHA", sha.as_bytes(), numkeys.as_bytes()];
             head.extend(call.keys.iter().map(|key| key.as_bytes()));

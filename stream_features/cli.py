@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     consume.add_argument(
         "--batch-size",
         type=_positive_int,
-        help="most records per batch (default 50000; backlogs fill it, live traffic does not)",
+        help="most records per batch (default 150000; backlogs fill it, live traffic does not)",
     )
     consume.add_argument("--metrics-port", type=int, help="Prometheus port, 0 = off (default 9464)")
     consume.add_argument("--metrics-host", default="127.0.0.1")

@@ -24,7 +24,8 @@ class ServiceConfig:
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_cluster: bool = False
     key_prefix: str = "sf"
-    batch_size: int = 50_000
+    batch_size: int = 150_000
+    batch_max_bytes: int = 64 * 1024 * 1024  # of message values: big messages close a batch sooner
     batch_timeout_seconds: float = 0.25
     metrics_port: int = 9464
     engine: EngineSettings = field(default_factory=EngineSettings)
@@ -47,6 +48,7 @@ class ServiceConfig:
             "redis_cluster": self.redis_cluster,
             "key_prefix": self.key_prefix,
             "batch_size": self.batch_size,
+            "batch_max_bytes": self.batch_max_bytes,
             "tile_seconds": self.engine.tile_seconds,
             "retention_days": self.engine.retention_days,
         }
@@ -122,6 +124,7 @@ def config_from_env(env: Mapping[str, str] | None = None) -> ServiceConfig:
         redis_cluster=env.get("REDIS_CLUSTER", "").lower() in ("1", "true", "yes"),
         key_prefix=env.get("STREAM_FEATURES_KEY_PREFIX", defaults.key_prefix),
         batch_size=_int(env, "STREAM_FEATURES_BATCH_SIZE", defaults.batch_size),
+        batch_max_bytes=_int(env, "STREAM_FEATURES_BATCH_MAX_BYTES", defaults.batch_max_bytes),
         metrics_port=_int(env, "STREAM_FEATURES_METRICS_PORT", defaults.metrics_port),
         engine=engine_settings_from_env(env),
     )

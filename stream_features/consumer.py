@@ -148,6 +148,7 @@ class FeatureConsumer:
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
+        self._writer.close()
         if self._consumer is not None:
             self._consumer.close()  # leaves the group so partitions move at once
             self._consumer = None
@@ -200,18 +201,21 @@ class FeatureConsumer:
         return self.stats
 
     def _next_batch(self, consumer: Consumer) -> list[Message]:
-        """Up to ``batch_size`` records: what arrives within the batch timeout, never waiting once
-        the local queue is drained. A backlog fills big batches (fewer writes per customer, since a
-        customer's events in one batch cost one write); a live stream gets small, prompt ones.
+        """Up to ``batch_size`` records or ``batch_max_bytes`` of values: what arrives within the
+        batch timeout, never waiting once the local queue is drained. A backlog fills big batches
+        (fewer writes per customer, since a customer's events in one batch cost one write); a live
+        stream gets small, prompt ones.
         """
         deadline = time.monotonic() + self.config.batch_timeout_seconds
         records: list[Message] = []
-        while len(records) < self.config.batch_size:
+        size = 0
+        while len(records) < self.config.batch_size and size < self.config.batch_max_bytes:
             # Small consume() calls are faster in librdkafka than one big one (PERF-NOTES).
             wanted = min(CONSUME_CHUNK, self.config.batch_size - len(records))
             remaining = deadline - time.monotonic()
             messages = consumer.consume(wanted, max(remaining, 0.0) if not records else 0.0)
             records += [m for m in messages if m.error() is None or self._usable(m)]
+            size += sum(map(len, messages))  # len(message) is its value's length
             if not messages or remaining <= 0:
                 break
         return records
