@@ -20,7 +20,7 @@ from __future__ import annotations
 import concurrent.futures
 import itertools
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from typing import Any, NamedTuple, cast
@@ -110,7 +110,7 @@ class StateWriter:
     # ----- building batches ------------------------------------------------------------------
 
     def decode(
-        self, records: Sequence[Any], *, now: float, max_future_skew_seconds: float
+        self, records: list[Any], *, now: float, max_future_skew_seconds: float
     ) -> tuple[Batch, list[tuple[int, InvalidEvent]]]:
         """Decode Kafka messages into a batch; also returns the invalid ones (index, reason)."""
         batch = self._core.decode(records, now, max_future_skew_seconds)
