@@ -349,10 +349,13 @@ impl Core {
         }
         // Least recently used first, down to 90% so this runs rarely.
         let keep = self.cache_size * 9 / 10;
+        if keep == 0 {
+            self.cache.clear();
+            return;
+        }
         let mut ages: Vec<u64> = self.cache.values().map(|c| c.last_used).collect();
-        let cut = ages.len() - keep;
-        let (_, threshold, _) = ages.select_nth_unstable(cut);
-        let threshold = *threshold;
+        let cut = ages.len() - keep; // < len, as len > cache_size >= keep > 0
+        let threshold = *ages.select_nth_unstable(cut).1;
         self.cache.retain(|_, c| c.last_used >= threshold);
     }
 
@@ -572,6 +575,30 @@ impl Core {
     #[getter]
     fn cached(&self) -> usize {
         self.cache.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn core(cache_size: usize) -> Core {
+        Core::new("t".into(), "sf".into(), 3600, 9600, 24, 604_800.0, 0, 64, cache_size)
+    }
+
+    #[test]
+    fn eviction_keeps_the_most_recently_used() {
+        for cache_size in [0, 1, 10] {
+            let mut core = core(cache_size);
+            for age in 0..25u64 {
+                let customer = StoredCustomer { last_used: age, ..StoredCustomer::default() };
+                core.cache.insert(format!("c{age}"), customer);
+            }
+            core.evict();
+            let kept = cache_size * 9 / 10;
+            assert_eq!(core.cache.len(), kept);
+            assert!((25 - kept as u64..25).all(|age| core.cache.contains_key(&format!("c{age}"))));
+        }
     }
 }
 
