@@ -3,8 +3,10 @@
 //! Python keeps everything that talks to Kafka and Redis and everything that judges invalid
 //! events; this module decodes the common valid events, applies them to cached customer states
 //! with the same rules as `customer_state.py`, and builds the compare-and-set calls of
-//! `cas.lua` as ready-to-send RESP. See `stream_features/store/native_writer.py`.
+//! `cas.lua` as ready-to-send RESP. See `stream_features/store/writer.py`.
 
+mod batch;
+mod prepared;
 mod resp;
 mod state;
 mod store;
@@ -12,248 +14,24 @@ mod tiles;
 mod timestamp;
 mod wire;
 
-use std::collections::HashMap;
-
 use ahash::AHashMap;
-use compact_str::CompactString;
+use pyo3::exceptions::{PyKeyError, PyValueError};
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList};
+
+use batch::{Batch, ALREADY_APPLIED, ALREADY_REJECTED, APPLIED, DUPLICATE, TOO_LATE};
+use prepared::{Call, Prepared};
+use resp::{pack_command, Args};
+use state::{Changes, Outcome, Settings};
+use store::{tiles_key, Number, StoredCustomer};
 
 // Many small allocations per event (ids, tiles, arguments): mimalloc serves them much faster
 // than the system allocator.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use pyo3::exceptions::{PyKeyError, PyValueError};
-use pyo3::intern;
-use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList};
-
-use resp::{pack_command, Args};
-use state::{Changes, Outcome, Settings};
-use store::{tiles_key, Number, StoredCustomer};
-use wire::{Event, KIND_NAMES};
-
-const APPLIED: u8 = b'a';
-const DUPLICATE: u8 = b'd';
-const TOO_LATE: u8 = b'l';
-const ALREADY_APPLIED: u8 = b's';
-const ALREADY_REJECTED: u8 = b'L';
 const TTL_REFRESH_SECONDS: f64 = 86_400.0;
-
-/// One batch of Kafka records: decoded events in record order, then grouped by customer.
-#[pyclass(module = "stream_features._native")]
-pub struct Batch {
-    events: Vec<Option<Event>>,
-    partitions: Vec<i32>,
-    offsets: Vec<i64>,
-    fallback: Vec<usize>,
-    customers: Vec<String>,
-    records_of: Vec<Vec<u32>>,
-    position: AHashMap<String, usize>,
-    codes: Vec<u8>,
-    next_offsets: Vec<(i32, i64)>,
-}
-
-#[pymethods]
-impl Batch {
-    /// Records the fast path left to Python (`decode_event`): each gets `set_event` or nothing.
-    fn fallback(&self) -> Vec<usize> {
-        self.fallback.clone()
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (index, kind, customer_id, timestamp, event_id, amount, flag, device, attributes))]
-    fn set_event(
-        &mut self,
-        index: usize,
-        kind: &str,
-        customer_id: &str,
-        timestamp: f64,
-        event_id: Option<&str>,
-        amount: Option<f64>,
-        flag: bool,
-        device: Option<&str>,
-        attributes: Vec<(String, Vec<u8>)>,
-    ) -> PyResult<()> {
-        let kind =
-            KIND_NAMES.iter().position(|name| *name == kind).ok_or_else(|| PyValueError::new_err(kind.to_owned()))?;
-        let slot = self.events.get_mut(index).ok_or_else(|| PyValueError::new_err("record index out of range"))?;
-        *slot = Some(Event {
-            kind: kind as u8,
-            customer_id: customer_id.into(),
-            timestamp,
-            event_id: event_id.map(CompactString::from),
-            amount,
-            flag,
-            device: device.map(CompactString::from),
-            attributes,
-        });
-        Ok(())
-    }
-
-    /// Group the valid events by customer, in record order (call once every record is settled).
-    fn finish(&mut self) {
-        for (index, event) in self.events.iter().enumerate() {
-            let Some(event) = event else { continue };
-            let at = match self.position.get(event.customer_id.as_str()) {
-                Some(&at) => at,
-                None => {
-                    self.position.insert(event.customer_id.to_string(), self.customers.len());
-                    self.customers.push(event.customer_id.to_string());
-                    self.records_of.push(Vec::new());
-                    self.customers.len() - 1
-                }
-            };
-            self.records_of[at].push(index as u32);
-        }
-    }
-
-    /// A decoded record's event as `(type, customer_id, timestamp, event_id, amount, flag, device)`,
-    /// or None (invalid, or not decoded yet): lets tests compare the fast path with Python's.
-    #[allow(clippy::type_complexity)]
-    fn event(
-        &self,
-        index: usize,
-    ) -> Option<(&'static str, String, f64, Option<String>, Option<f64>, bool, Option<String>)> {
-        let event = self.events.get(index)?.as_ref()?;
-        Some((
-            KIND_NAMES[usize::from(event.kind)],
-            event.customer_id.to_string(),
-            event.timestamp,
-            event.event_id.as_ref().map(|id| id.to_string()),
-            event.amount,
-            event.flag,
-            event.device.as_ref().map(|device| device.to_string()),
-        ))
-    }
-
-    /// One outcome code per record ("-": invalid, or not written yet).
-    fn codes(&self) -> String {
-        self.codes.iter().map(|&code| if code == 0 { '-' } else { char::from(code) }).collect()
-    }
-
-    #[getter]
-    fn records(&self) -> usize {
-        self.events.len()
-    }
-
-    #[getter]
-    fn customers(&self) -> Vec<String> {
-        self.customers.clone()
-    }
-
-    /// partition → offset to commit (last record's + 1).
-    #[getter]
-    fn next_offsets(&self) -> HashMap<i32, i64> {
-        self.next_offsets.iter().copied().collect()
-    }
-
-    #[getter]
-    fn newest_event_time(&self) -> f64 {
-        self.events.iter().flatten().map(|e| e.timestamp).fold(f64::NEG_INFINITY, f64::max)
-    }
-
-    /// Settled outcomes: counts per (event type, outcome), and the records judged too_late.
-    fn outcomes(&self) -> (HashMap<(&'static str, &'static str), u64>, Vec<usize>) {
-        let mut counts = HashMap::new();
-        let mut too_late = Vec::new();
-        for (index, (event, code)) in self.events.iter().zip(&self.codes).enumerate() {
-            let Some(event) = event else { continue };
-            let outcome = match *code {
-                APPLIED => "applied",
-                DUPLICATE => "duplicate",
-                ALREADY_APPLIED => "redelivered",
-                TOO_LATE | ALREADY_REJECTED => {
-                    too_late.push(index);
-                    "invalid"
-                }
-                _ => continue,
-            };
-            *counts.entry((KIND_NAMES[usize::from(event.kind)], outcome)).or_insert(0) += 1;
-        }
-        (counts, too_late)
-    }
-}
-
-impl Batch {
-    fn with_capacity(count: usize) -> Batch {
-        Batch {
-            events: Vec::with_capacity(count),
-            partitions: Vec::with_capacity(count),
-            offsets: Vec::with_capacity(count),
-            fallback: Vec::new(),
-            customers: Vec::new(),
-            records_of: Vec::new(),
-            position: AHashMap::new(),
-            codes: vec![0; count],
-            next_offsets: Vec::new(),
-        }
-    }
-
-    fn push(&mut self, event: Option<Event>, partition: i32, offset: i64) {
-        self.events.push(event);
-        self.partitions.push(partition);
-        self.offsets.push(offset);
-        // A partition's records arrive in offset order: the last one wins.
-        match self.next_offsets.iter_mut().find(|(p, _)| *p == partition) {
-            Some((_, next)) => *next = offset + 1,
-            None => self.next_offsets.push((partition, offset + 1)),
-        }
-    }
-}
-
-struct Call {
-    customers: Vec<usize>,
-    keys: Vec<String>,
-    args: Args,
-    codes: Vec<Vec<u8>>,
-}
-
-/// Compare-and-set calls computed against the cached states, ready to send.
-#[pyclass(module = "stream_features._native")]
-pub struct Prepared {
-    calls: Vec<Call>,
-    names: Vec<String>,
-}
-
-#[pymethods]
-impl Prepared {
-    fn __len__(&self) -> usize {
-        self.calls.len()
-    }
-
-    /// Every customer of these calls.
-    #[getter]
-    fn customers(&self) -> Vec<String> {
-        self.names.clone()
-    }
-
-    /// Calls `start..stop` (all by default) as pipelined `EVALSHA sha numkeys keys... args...`.
-    #[pyo3(signature = (sha, start=0, stop=None))]
-    fn packed<'py>(&self, py: Python<'py>, sha: &str, start: usize, stop: Option<usize>) -> Bound<'py, PyBytes> {
-        let calls = &self.calls[start.min(self.calls.len())..stop.unwrap_or(self.calls.len()).min(self.calls.len())];
-        let mut out = Vec::with_capacity(calls.iter().map(|call| call.args.buf.len() + 256).sum());
-        for call in calls {
-            let numkeys = call.keys.len().to_string();
-            let mut head: Vec<&[u8]> = vec![b"EVALSHA", sha.as_bytes(), numkeys.as_bytes()];
-            head.extend(call.keys.iter().map(|key| key.as_bytes()));
-            pack_command(&mut out, &head, &call.args);
-        }
-        PyBytes::new(py, &out)
-    }
-
-    /// One call's keys and arguments (for clients that route commands themselves).
-    #[allow(clippy::type_complexity)]
-    fn call<'py>(
-        &self,
-        py: Python<'py>,
-        index: usize,
-    ) -> PyResult<(Vec<Bound<'py, PyBytes>>, Vec<Bound<'py, PyBytes>>)> {
-        let call = self.calls.get(index).ok_or_else(|| PyValueError::new_err("call index out of range"))?;
-        let keys = call.keys.iter().map(|key| PyBytes::new(py, key.as_bytes())).collect();
-        let args = call.args.split().into_iter().map(|arg| PyBytes::new(py, arg)).collect();
-        Ok((keys, args))
-    }
-}
 
 /// The consumer's cached customer states and what it does with them.
 #[pyclass(module = "stream_features._native")]

@@ -1,0 +1,180 @@
+//! One batch of Kafka records as the core sees it: events in record order, grouped by customer,
+//! with each record's outcome once its customer's write is confirmed.
+
+use std::collections::HashMap;
+
+use ahash::AHashMap;
+use compact_str::CompactString;
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+
+use crate::wire::{Event, KIND_NAMES};
+
+/// Outcome codes, one per record (the same letters as `store/writer.py`).
+pub const APPLIED: u8 = b'a';
+pub const DUPLICATE: u8 = b'd';
+pub const TOO_LATE: u8 = b'l';
+pub const ALREADY_APPLIED: u8 = b's';
+pub const ALREADY_REJECTED: u8 = b'L';
+
+/// One batch of Kafka records: decoded events in record order, then grouped by customer.
+#[pyclass(module = "stream_features._native")]
+pub struct Batch {
+    pub(crate) events: Vec<Option<Event>>,
+    pub(crate) partitions: Vec<i32>,
+    pub(crate) offsets: Vec<i64>,
+    pub(crate) fallback: Vec<usize>,
+    pub(crate) customers: Vec<String>,
+    pub(crate) records_of: Vec<Vec<u32>>,
+    pub(crate) position: AHashMap<String, usize>,
+    pub(crate) codes: Vec<u8>,
+    pub(crate) next_offsets: Vec<(i32, i64)>,
+}
+
+#[pymethods]
+impl Batch {
+    /// Records the fast path left to Python (`decode_event`): each gets `set_event` or nothing.
+    fn fallback(&self) -> Vec<usize> {
+        self.fallback.clone()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (index, kind, customer_id, timestamp, event_id, amount, flag, device, attributes))]
+    fn set_event(
+        &mut self,
+        index: usize,
+        kind: &str,
+        customer_id: &str,
+        timestamp: f64,
+        event_id: Option<&str>,
+        amount: Option<f64>,
+        flag: bool,
+        device: Option<&str>,
+        attributes: Vec<(String, Vec<u8>)>,
+    ) -> PyResult<()> {
+        let kind =
+            KIND_NAMES.iter().position(|name| *name == kind).ok_or_else(|| PyValueError::new_err(kind.to_owned()))?;
+        let slot = self.events.get_mut(index).ok_or_else(|| PyValueError::new_err("record index out of range"))?;
+        *slot = Some(Event {
+            kind: kind as u8,
+            customer_id: customer_id.into(),
+            timestamp,
+            event_id: event_id.map(CompactString::from),
+            amount,
+            flag,
+            device: device.map(CompactString::from),
+            attributes,
+        });
+        Ok(())
+    }
+
+    /// Group the valid events by customer, in record order (call once every record is settled).
+    fn finish(&mut self) {
+        for (index, event) in self.events.iter().enumerate() {
+            let Some(event) = event else { continue };
+            let at = match self.position.get(event.customer_id.as_str()) {
+                Some(&at) => at,
+                None => {
+                    self.position.insert(event.customer_id.to_string(), self.customers.len());
+                    self.customers.push(event.customer_id.to_string());
+                    self.records_of.push(Vec::new());
+                    self.customers.len() - 1
+                }
+            };
+            self.records_of[at].push(index as u32);
+        }
+    }
+
+    /// A decoded record's event as `(type, customer_id, timestamp, event_id, amount, flag, device)`,
+    /// or None (invalid, or not decoded yet): lets tests compare the fast path with Python's.
+    #[allow(clippy::type_complexity)]
+    fn event(
+        &self,
+        index: usize,
+    ) -> Option<(&'static str, String, f64, Option<String>, Option<f64>, bool, Option<String>)> {
+        let event = self.events.get(index)?.as_ref()?;
+        Some((
+            KIND_NAMES[usize::from(event.kind)],
+            event.customer_id.to_string(),
+            event.timestamp,
+            event.event_id.as_ref().map(|id| id.to_string()),
+            event.amount,
+            event.flag,
+            event.device.as_ref().map(|device| device.to_string()),
+        ))
+    }
+
+    /// One outcome code per record ("-": invalid, or not written yet).
+    fn codes(&self) -> String {
+        self.codes.iter().map(|&code| if code == 0 { '-' } else { char::from(code) }).collect()
+    }
+
+    #[getter]
+    fn records(&self) -> usize {
+        self.events.len()
+    }
+
+    #[getter]
+    fn customers(&self) -> Vec<String> {
+        self.customers.clone()
+    }
+
+    /// partition → offset to commit (last record's + 1).
+    #[getter]
+    fn next_offsets(&self) -> HashMap<i32, i64> {
+        self.next_offsets.iter().copied().collect()
+    }
+
+    #[getter]
+    fn newest_event_time(&self) -> f64 {
+        self.events.iter().flatten().map(|e| e.timestamp).fold(f64::NEG_INFINITY, f64::max)
+    }
+
+    /// Settled outcomes: counts per (event type, outcome), and the records judged too_late.
+    fn outcomes(&self) -> (HashMap<(&'static str, &'static str), u64>, Vec<usize>) {
+        let mut counts = HashMap::new();
+        let mut too_late = Vec::new();
+        for (index, (event, code)) in self.events.iter().zip(&self.codes).enumerate() {
+            let Some(event) = event else { continue };
+            let outcome = match *code {
+                APPLIED => "applied",
+                DUPLICATE => "duplicate",
+                ALREADY_APPLIED => "redelivered",
+                TOO_LATE | ALREADY_REJECTED => {
+                    too_late.push(index);
+                    "invalid"
+                }
+                _ => continue,
+            };
+            *counts.entry((KIND_NAMES[usize::from(event.kind)], outcome)).or_insert(0) += 1;
+        }
+        (counts, too_late)
+    }
+}
+
+impl Batch {
+    pub(crate) fn with_capacity(count: usize) -> Batch {
+        Batch {
+            events: Vec::with_capacity(count),
+            partitions: Vec::with_capacity(count),
+            offsets: Vec::with_capacity(count),
+            fallback: Vec::new(),
+            customers: Vec::new(),
+            records_of: Vec::new(),
+            position: AHashMap::new(),
+            codes: vec![0; count],
+            next_offsets: Vec::new(),
+        }
+    }
+
+    pub(crate) fn push(&mut self, event: Option<Event>, partition: i32, offset: i64) {
+        self.events.push(event);
+        self.partitions.push(partition);
+        self.offsets.push(offset);
+        // A partition's records arrive in offset order: the last one wins.
+        match self.next_offsets.iter_mut().find(|(p, _)| *p == partition) {
+            Some((_, next)) => *next = offset + 1,
+            None => self.next_offsets.push((partition, offset + 1)),
+        }
+    }
+}
