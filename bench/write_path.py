@@ -15,9 +15,9 @@ from __future__ import annotations
 import argparse
 import gc
 import time
-from dataclasses import dataclass
 
 import redis
+from confluent_kafka import Message
 
 from stream_features import EngineSettings, InvalidEvent, decode_event
 from stream_features.consumer import THROUGHPUT_GC_THRESHOLDS
@@ -28,24 +28,7 @@ from stream_features.store.writer import StateWriter
 from .common import write_results
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
-    """What the writer reads of a Kafka message (the benchmark has no broker)."""
-
-    payload: bytes
-    at: int
-
-    def value(self) -> bytes:
-        return self.payload
-
-    def partition(self) -> int:
-        return self.at % 4
-
-    def offset(self) -> int:
-        return self.at // 4
-
-
-def run_native(records: list[Record], batch_size: int, now: float) -> float:
+def run_native(records: list[Message], batch_size: int, now: float) -> float:
     # No Redis I/O happens here: states are seeded empty, and execute() is never called.
     writer = StateWriter(redis.Redis(), EngineSettings(), topic="bench", clock=lambda: now)
     core = writer._core
@@ -59,7 +42,7 @@ def run_native(records: list[Record], batch_size: int, now: float) -> float:
     return time.process_time() - started
 
 
-def run_reference(records: list[Record], batch_size: int, now: float) -> float:
+def run_reference(records: list[Message], batch_size: int, now: float) -> float:
     settings = EngineSettings()
     states: dict[str, CustomerState] = {}
     started = time.process_time()
@@ -87,7 +70,10 @@ def main() -> None:
     args = parser.parse_args()
     now = time.time()
     options = GeneratorOptions(customers=args.customers, events=args.events, start=now - 120 * 86400, end=now - 60)
-    records = [Record(line, index) for index, line in enumerate(generate_events(options))]
+    records = [
+        Message(value=line, partition=index % 4, offset=index // 4)
+        for index, line in enumerate(generate_events(options))
+    ]
     gc.set_threshold(*THROUGHPUT_GC_THRESHOLDS)  # as the consumer runs, for both
     native = run_native(records, args.batch_size, now)
     reference = run_reference(records, args.batch_size, now)

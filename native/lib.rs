@@ -326,15 +326,16 @@ impl Core {
             return Err(PyValueError::new_err("one reply per call expected"));
         }
         let mut conflicted = Vec::new();
+        let Batch { records_of, codes: outcome_codes, customers, .. } = &mut *batch;
         for (call, reply) in prepared.calls.iter().zip(replies) {
             let flags = reply.as_deref().unwrap_or("").as_bytes();
             for (place, (&at, codes)) in call.customers.iter().zip(&call.codes).enumerate() {
                 if flags.get(place) == Some(&b'1') {
-                    for (&record, &code) in batch.records_of[at].clone().iter().zip(codes) {
-                        batch.codes[record as usize] = code;
+                    for (&record, &code) in records_of[at].iter().zip(codes) {
+                        outcome_codes[record as usize] = code;
                     }
                 } else {
-                    let name = batch.customers[at].clone();
+                    let name = customers[at].clone();
                     self.cache.remove(&name);
                     conflicted.push(name);
                 }

@@ -74,53 +74,28 @@ impl Tile {
     /// order (zeros left out; `pt` kept with any purchase), then per device `uint16` name
     /// length, UTF-8 name, `uint32` count.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        let start = out.len();
-        out.extend_from_slice(&[0, 0]);
-        let mut mask = 0u16;
-        let mut put = |bit: u16, value: f64, out: &mut Vec<u8>| {
-            mask |= 1 << bit;
+        // (value, present) in field order; `pt` is kept with any purchase, even one at time 0.
+        let fields = [
+            (self.n as f64, self.n != 0),
+            (self.pc as f64, self.pc != 0),
+            (self.ps, self.ps != 0.0),
+            (self.pt.unwrap_or(0.0), self.pc != 0),
+            (self.sc as f64, self.sc != 0),
+            (self.sd, self.sd != 0.0),
+            (self.cc as f64, self.cc != 0),
+            (self.ca as f64, self.ca != 0),
+            (self.cav, self.cav != 0.0),
+            (self.tc as f64, self.tc != 0),
+            (self.rs, self.rs != 0.0),
+            (self.rn as f64, self.rn != 0),
+            (self.te as f64, self.te != 0),
+        ];
+        let mask =
+            fields.iter().enumerate().filter(|(_, (_, present))| *present).fold(0u16, |m, (bit, _)| m | 1 << bit);
+        out.extend_from_slice(&mask.to_le_bytes());
+        for (value, _) in fields.iter().filter(|(_, present)| *present) {
             out.extend_from_slice(&value.to_le_bytes());
-        };
-        let counts = [(0, self.n), (1, self.pc)];
-        for (bit, count) in counts {
-            if count != 0 {
-                put(bit, count as f64, out);
-            }
         }
-        if self.ps != 0.0 {
-            put(2, self.ps, out);
-        }
-        if self.pc != 0 {
-            put(3, self.pt.unwrap_or(0.0), out);
-        }
-        if self.sc != 0 {
-            put(4, self.sc as f64, out);
-        }
-        if self.sd != 0.0 {
-            put(5, self.sd, out);
-        }
-        if self.cc != 0 {
-            put(6, self.cc as f64, out);
-        }
-        if self.ca != 0 {
-            put(7, self.ca as f64, out);
-        }
-        if self.cav != 0.0 {
-            put(8, self.cav, out);
-        }
-        if self.tc != 0 {
-            put(9, self.tc as f64, out);
-        }
-        if self.rs != 0.0 {
-            put(10, self.rs, out);
-        }
-        if self.rn != 0 {
-            put(11, self.rn as f64, out);
-        }
-        if self.te != 0 {
-            put(12, self.te as f64, out);
-        }
-        out[start..start + 2].copy_from_slice(&mask.to_le_bytes());
         for (device, count) in &self.devices {
             out.extend_from_slice(&(device.len() as u16).to_le_bytes());
             out.extend_from_slice(device.as_bytes());

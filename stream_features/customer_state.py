@@ -48,7 +48,7 @@ class CustomerState:
     def apply(self, event: Event, settings: EngineSettings) -> Outcome:
         """Apply one valid event in stream order. Raises ``InvalidEvent('too_late')``.
 
-        Runs once per event on the consumer's hot path: attribute reads are kept in locals.
+        Runs once per event in the in-memory engine: attribute reads are kept in locals.
         """
         timestamp = event.timestamp
         tile_index = tile_of(timestamp, settings.tile_seconds)

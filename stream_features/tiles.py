@@ -1,8 +1,7 @@
 """Per-tile partial aggregates: mergeable counts, sums and maxima, finished into features at read time.
 
 The binary form (``encode_tile``/``decode_tile``) is exactly what the Redis store keeps in one
-hash field per tile (the writer encodes tiles with it), so the in-memory engine and Redis hold
-identical state. See README "Redis key layout".
+hash field per tile; readers decode it here. See README "Redis key layout".
 """
 
 from __future__ import annotations
@@ -76,13 +75,13 @@ class TileAggregate:
 _MASK = struct.Struct("<H")
 _DEVICE_HEAD = struct.Struct("<H")
 _DEVICE_COUNT = struct.Struct("<I")
-_DEVICE_HEADS: dict[str, bytes] = {}  # device → uint16 length + UTF-8 name
-_LAYOUTS: dict[int, struct.Struct] = {}  # mask → header + doubles (at most 2**13 masks)
+_DOUBLES = [struct.Struct(f"<{count}d") for count in range(len(SCALAR_FIELDS) + 1)]
 _FLOAT_FIELDS = frozenset({"ps", "pt", "sd", "cav", "rs"})
 
 
 def encode_tile(tile: TileAggregate) -> bytes:
-    """The stored form (little-endian):
+    """The stored form (little-endian); the consumer's Rust core (``native/tiles.rs``) writes the
+    same bytes, and the store contract tests compare the two:
 
     ``uint16`` mask of present fields (bit i = ``SCALARS[i]``; zeros left out, ``pt`` only with a
     purchase), one ``float64`` per present field in that order, then per device in first-seen
@@ -92,63 +91,31 @@ def encode_tile(tile: TileAggregate) -> bytes:
     >>> encode_tile(t).hex()
     '0f00000000000000f03f000000000000f03f3d0ad7a370fd3340000000008020bc40'
     """
-    # Unrolled on purpose: this runs once per changed tile on the consumer's hot path.
+    present = (
+        tile.n,
+        tile.pc,
+        tile.ps,
+        tile.pt if tile.pc else 0,
+        tile.sc,
+        tile.sd,
+        tile.cc,
+        tile.ca,
+        tile.cav,
+        tile.tc,
+        tile.rs,
+        tile.rn,
+        tile.te,
+    )
     mask = 0
     values: list[float] = []
-    add = values.append
-    if tile.n:
-        mask |= 1
-        add(tile.n)
-    if tile.pc:
-        mask |= 2
-        add(tile.pc)
-    if tile.ps:
-        mask |= 4
-        add(tile.ps)
-    if tile.pc:  # pt is kept with any purchase, even one at time 0
-        mask |= 8
-        add(tile.pt)  # type: ignore[arg-type]
-    if tile.sc:
-        mask |= 16
-        add(tile.sc)
-    if tile.sd:
-        mask |= 32
-        add(tile.sd)
-    if tile.cc:
-        mask |= 64
-        add(tile.cc)
-    if tile.ca:
-        mask |= 128
-        add(tile.ca)
-    if tile.cav:
-        mask |= 256
-        add(tile.cav)
-    if tile.tc:
-        mask |= 512
-        add(tile.tc)
-    if tile.rs:
-        mask |= 1024
-        add(tile.rs)
-    if tile.rn:
-        mask |= 2048
-        add(tile.rn)
-    if tile.te:
-        mask |= 4096
-        add(tile.te)
-    layout = _LAYOUTS.get(mask)
-    if layout is None:
-        layout = _LAYOUTS[mask] = struct.Struct(f"<H{len(values)}d")
-    if not tile.devices:
-        return layout.pack(mask, *values)
-    parts = [layout.pack(mask, *values)]
+    for bit, value in enumerate(present):
+        if value or (bit == 3 and tile.pc):  # pt is kept with any purchase, even one at time 0
+            mask |= 1 << bit
+            values.append(value)  # type: ignore[arg-type]
+    parts = [_MASK.pack(mask), _DOUBLES[len(values)].pack(*values)]
     for device, count in tile.devices.items():
-        head = _DEVICE_HEADS.get(device)
-        if head is None:
-            name = device.encode()
-            head = _DEVICE_HEADS[device] = _DEVICE_HEAD.pack(len(name)) + name
-            if len(_DEVICE_HEADS) > 10_000:  # device names are few; bound it anyway
-                _DEVICE_HEADS.clear()
-        parts += (head, _DEVICE_COUNT.pack(count))
+        name = device.encode()
+        parts.append(_DEVICE_HEAD.pack(len(name)) + name + _DEVICE_COUNT.pack(count))
     return b"".join(parts)
 
 

@@ -42,7 +42,7 @@ def test_a_batch_stops_once_its_values_pass_the_byte_limit() -> None:
     assert len(batch) == 12  # the chunk that crossed 10,500 bytes is kept whole
 
 
-def test_a_drained_queue_ends_the_batch_without_waiting() -> None:
+def test_a_drained_queue_ends_the_batch() -> None:
     messages = [Message(value=None, offset=i) for i in range(5)]  # tombstones count 0 bytes
     batch = next_batch(ServiceConfig(batch_size=1000, batch_timeout_seconds=30.0), messages, per_call=2)
     assert len(batch) == 5

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import redis
+from confluent_kafka import Message
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -23,21 +23,6 @@ from stream_features.store.writer import StateWriter
 
 NOW = 1_800_000_000.0
 SKEW = 86400.0
-
-
-@dataclass(frozen=True)
-class Record:
-    payload: bytes | None
-    at: int = 0
-
-    def value(self) -> bytes | None:
-        return self.payload
-
-    def partition(self) -> int:
-        return 0
-
-    def offset(self) -> int:
-        return self.at
 
 
 def writer() -> StateWriter:
@@ -125,7 +110,7 @@ def messages(draw: st.DrawFn) -> bytes:
 @given(st.lists(messages(), min_size=1, max_size=20))
 def test_fast_path_agrees_with_python_or_defers(raw_messages: list[bytes]) -> None:
     batch, invalid = writer().decode(
-        [Record(raw, i) for i, raw in enumerate(raw_messages)], now=NOW, max_future_skew_seconds=SKEW
+        [Message(value=raw, offset=i) for i, raw in enumerate(raw_messages)], now=NOW, max_future_skew_seconds=SKEW
     )
     fallback = set(batch.fallback())
     rejected = {index for index, _ in invalid}
@@ -145,7 +130,9 @@ def test_common_events_take_the_fast_path() -> None:
     """Guards the speed: generated non-profile events should almost never need Python."""
     now = time.time()
     lines = list(generate_events(GeneratorOptions(customers=500, events=5000, start=now - 30 * 86400, end=now - 60)))
-    batch, _ = writer().decode([Record(line, i) for i, line in enumerate(lines)], now=now, max_future_skew_seconds=SKEW)
+    batch, _ = writer().decode(
+        [Message(value=line, offset=i) for i, line in enumerate(lines)], now=now, max_future_skew_seconds=SKEW
+    )
     kinds = [_kind(line) for line in lines]
     deferred = [index for index in batch.fallback() if kinds[index] in ("purchase", "session", "cart", "support")]
     valid_common = [
@@ -169,7 +156,7 @@ def _kind(line: bytes) -> Any:
 
 
 def test_missing_value_and_oversized_messages_go_to_python() -> None:
-    records = [Record(None), Record(b"{" + b" " * 70_000 + b"}", 1)]
+    records = [Message(value=None, offset=0), Message(value=b"{" + b" " * 70_000 + b"}", offset=1)]
     batch, invalid = writer().decode(records, now=NOW, max_future_skew_seconds=SKEW)
     assert batch.fallback() == [0, 1]
     assert [(index, error.reason) for index, error in invalid] == [(0, "malformed_json"), (1, "too_large")]

@@ -4,10 +4,9 @@ Per customer, in one hash slot (the ``{...}`` hash tag holds the escaped id):
 
 * ``<prefix>:{<id>}``   tiles hash, the only key a lookup reads:
   ``t:<tile>`` → packed tile aggregates (``tiles.encode_tile``), ``a:<attribute>`` → ``<ts> <json>``.
-* ``<prefix>:{<id>}:x`` bookkeeping hash, written by the consumer only:
-  ``nt`` newest tile, ``nts`` newest event time, ``np`` next housekeeping time,
-  ``o:<topic>:<partition>`` last applied Kafka offset, ``j:<topic>:<partition>`` recent too_late
-  offsets, ``e:<event_id>`` event time of a remembered event id.
+* ``<prefix>:{<id>}:x`` bookkeeping hash, written by the consumer only: ``v`` write version,
+  ``m`` newest tile/time, offsets and housekeeping (MessagePack), ``e:<event_id>`` event time of
+  a remembered id (fields in ``state_codec``).
 
 Escaping: ``%``, ``{`` and ``}`` in the id become ``%25``, ``%7B``, ``%7D``, so the tag can never be
 cut short and two ids never map to one key; every other byte is kept as is.
