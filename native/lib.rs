@@ -14,6 +14,8 @@ mod tiles;
 mod timestamp;
 mod wire;
 
+use std::collections::HashMap;
+
 use ahash::AHashMap;
 use pyo3::exceptions::{PyKeyError, PyValueError};
 use pyo3::intern;
@@ -155,6 +157,7 @@ impl Core {
         let stored = self.cache.get_mut(name).ok_or_else(|| PyKeyError::new_err(format!("{name} is not loaded")))?;
         stored.last_used = self.clock;
         let mut codes = Vec::with_capacity(records.len());
+        let mut renewed: Vec<&str> = Vec::new();
         for &record in records {
             let record = record as usize;
             let source = &sources[&batch.partitions[record]];
@@ -163,6 +166,13 @@ impl Core {
             if offset <= stored.offset(source) {
                 codes.push(if stored.was_rejected(source, offset) { ALREADY_REJECTED } else { ALREADY_APPLIED });
                 continue;
+            }
+            if !renewed.contains(&source.as_str()) {
+                // This write's too_late offsets of this partition replace the last write's,
+                // whose dead letters were acknowledged before this batch was sent; replayed
+                // records (above) are still judged against them.
+                stored.forget_rejects(source);
+                renewed.push(source.as_str());
             }
             stored.set_offset(source, offset);
             codes.push(match stored.state.apply(event, &settings, changes) {
@@ -188,7 +198,7 @@ impl Core {
 impl Core {
     #[new]
     #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (*, topic, prefix, tile_seconds, retention_tiles, tiles_per_day, dedup_horizon_seconds, key_ttl_seconds, customers_per_call, cache_size))]
+    #[pyo3(signature = (*, topic, prefix, tile_seconds, retention_tiles, tiles_per_day, dedup_horizon_seconds, max_attributes, max_devices_per_tile, max_event_ids, key_ttl_seconds, customers_per_call, cache_size))]
     fn new(
         topic: String,
         prefix: String,
@@ -196,6 +206,9 @@ impl Core {
         retention_tiles: i64,
         tiles_per_day: i64,
         dedup_horizon_seconds: f64,
+        max_attributes: usize,
+        max_devices_per_tile: usize,
+        max_event_ids: usize,
         key_ttl_seconds: i64,
         customers_per_call: usize,
         cache_size: usize,
@@ -206,6 +219,9 @@ impl Core {
                 retention_tiles,
                 tiles_per_day,
                 dedup_horizon_seconds,
+                max_attributes,
+                max_devices_per_tile,
+                max_event_ids,
             },
             topic,
             prefix,
@@ -355,6 +371,12 @@ impl Core {
     fn cached(&self) -> usize {
         self.cache.len()
     }
+
+    /// Events that ran into each bounded-state cap since the last call, by cap name.
+    fn take_cap_hits(&mut self) -> HashMap<&'static str, u64> {
+        let counts = std::mem::take(&mut self.changes.caps);
+        ["devices_per_tile", "attributes", "event_ids"].into_iter().zip(counts).filter(|(_, n)| *n > 0).collect()
+    }
 }
 
 #[cfg(test)]
@@ -362,7 +384,7 @@ mod tests {
     use super::*;
 
     fn core(cache_size: usize) -> Core {
-        Core::new("t".into(), "sf".into(), 3600, 9600, 24, 604_800.0, 0, 64, cache_size)
+        Core::new("t".into(), "sf".into(), 3600, 9600, 24, 604_800.0, 100, 16, 10_000, 0, 64, cache_size)
     }
 
     #[test]

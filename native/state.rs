@@ -9,7 +9,9 @@ use crate::tiles::{tile_of, Tile};
 use crate::wire::{Event, CART, PROFILE, PURCHASE, SESSION};
 
 const PRUNE_INTERVAL_SECONDS: f64 = 86_400.0;
-const IDS_SWEEP_MINIMUM: usize = 32;
+pub const IDS_SWEEP_MINIMUM: usize = 32;
+/// Sessions of a device first seen in a tile that already has `max_devices_per_tile` devices.
+pub const OTHER_DEVICE: &str = "other";
 
 #[derive(Debug, Clone, Copy)]
 pub struct Settings {
@@ -17,6 +19,17 @@ pub struct Settings {
     pub retention_tiles: i64,
     pub tiles_per_day: i64,
     pub dedup_horizon_seconds: f64,
+    pub max_attributes: usize,
+    pub max_devices_per_tile: usize,
+    pub max_event_ids: usize,
+}
+
+/// Which bounded-state cap an event ran into (counted for the metrics).
+#[derive(Debug, Clone, Copy)]
+pub enum Cap {
+    Devices = 0,
+    Attributes = 1,
+    EventIds = 2,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +47,9 @@ pub struct Changes {
     pub event_ids: HashSet<CompactString>,
     pub deleted_event_ids: HashSet<CompactString>,
     pub attributes: HashSet<String>,
+    pub deleted_attributes: HashSet<String>,
+    /// Events that ran into each `Cap` (not cleared per customer: the core drains it).
+    pub caps: [u64; 3],
 }
 
 impl Changes {
@@ -51,6 +67,7 @@ impl Changes {
         reset(&mut self.event_ids);
         reset(&mut self.deleted_event_ids);
         reset(&mut self.attributes);
+        reset(&mut self.deleted_attributes);
     }
 }
 
@@ -64,7 +81,10 @@ pub struct CustomerState {
     pub attributes: HashMap<String, (f64, Vec<u8>)>,
     pub next_prune_ts: f64,
     tile_floor: Option<i64>,
-    ids_sweep_at: usize,
+    /// Remembered ids are swept once there are more than this; stored with the state (`is`) so
+    /// that a reloaded customer sweeps, and so forgets ids past the cap, exactly when the
+    /// in-memory reference does.
+    pub ids_sweep_at: usize,
 }
 
 impl Default for CustomerState {
@@ -112,14 +132,19 @@ impl CustomerState {
         });
         match event.kind {
             PURCHASE => tile.add_purchase(event.amount.unwrap_or(0.0), timestamp),
-            SESSION => tile.add_session(event.amount.unwrap_or(0.0), event.device.as_deref().unwrap_or("unknown")),
+            SESSION => {
+                let device = event.device.as_deref().unwrap_or("unknown");
+                if !tile.add_session(event.amount.unwrap_or(0.0), device, settings.max_devices_per_tile) {
+                    changes.caps[Cap::Devices as usize] += 1;
+                }
+            }
             CART => tile.add_cart(event.flag, event.amount),
             PROFILE => tile.add_profile(),
             _ => tile.add_support(event.amount, event.flag),
         }
         changes.tiles.insert(tile_index);
         if event.kind == PROFILE {
-            self.merge_attributes(event, changes);
+            self.merge_attributes(event, settings, changes);
         }
         if self.newest_ts.is_none_or(|newest| timestamp > newest) {
             self.newest_ts = Some(timestamp);
@@ -131,7 +156,8 @@ impl CustomerState {
                 tile_index
             }
         };
-        if self.seen_event_ids.len() > self.ids_sweep_at {
+        let cap = settings.max_event_ids;
+        if self.seen_event_ids.len() > self.ids_sweep_at.min(cap + cap / 8) {
             self.sweep_ids(settings, changes);
         }
         if timestamp >= self.next_prune_ts {
@@ -148,28 +174,70 @@ impl CustomerState {
         self.newest_ts.is_none_or(|newest| seen_at >= newest - settings.dedup_horizon_seconds)
     }
 
-    fn merge_attributes(&mut self, event: &Event, changes: &mut Changes) {
+    /// Newest event time wins per key; past `max_attributes` keys the oldest attribute (event
+    /// time, then key) is evicted, which may be the new one itself.
+    fn merge_attributes(&mut self, event: &Event, settings: &Settings, changes: &mut Changes) {
+        let at = event.timestamp;
         for (key, stored) in &event.attributes {
-            let newer = self.attributes.get(key).is_none_or(|(at, _)| event.timestamp >= *at);
-            if newer {
-                self.attributes.insert(key.clone(), (event.timestamp, stored.clone()));
-                changes.attributes.insert(key.clone());
+            if let Some((current, _)) = self.attributes.get(key) {
+                if at >= *current {
+                    self.attributes.insert(key.clone(), (at, stored.clone()));
+                    changes.attributes.insert(key.clone());
+                }
+                continue;
             }
+            if self.attributes.len() >= settings.max_attributes {
+                changes.caps[Cap::Attributes as usize] += 1;
+                let oldest = self
+                    .attributes
+                    .iter()
+                    .map(|(name, (time, _))| (*time, name))
+                    .min_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(b.1)))
+                    .map(|(time, name)| (time, name.clone()));
+                match oldest {
+                    Some((time, name)) if (time, &name) < (at, key) => {
+                        self.attributes.remove(&name);
+                        changes.attributes.remove(&name);
+                        changes.deleted_attributes.insert(name);
+                    }
+                    _ => continue, // the new attribute is the oldest: it is the one left out
+                }
+            }
+            self.attributes.insert(key.clone(), (at, stored.clone()));
+            changes.deleted_attributes.remove(key);
+            changes.attributes.insert(key.clone());
         }
     }
 
+    /// Forget ids past the horizon; past `max_event_ids`, also the oldest (event time, then id)
+    /// down to the cap. Runs when the map outgrows `ids_sweep_at`: twice its size after the last
+    /// sweep, at most the cap plus an eighth (amortised O(log n) per id).
     fn sweep_ids(&mut self, settings: &Settings, changes: &mut Changes) {
+        let mut forget: HashSet<CompactString> = HashSet::new();
         if let Some(newest) = self.newest_ts {
             let horizon_floor = newest - settings.dedup_horizon_seconds;
-            let expired: Vec<CompactString> =
-                self.seen_event_ids.iter().filter(|(_, &at)| at < horizon_floor).map(|(id, _)| id.clone()).collect();
-            for event_id in expired {
-                self.seen_event_ids.remove(&event_id);
-                changes.event_ids.remove(&event_id);
-                changes.deleted_event_ids.insert(event_id);
-            }
+            forget.extend(self.seen_event_ids.iter().filter(|(_, &at)| at < horizon_floor).map(|(id, _)| id.clone()));
         }
-        self.ids_sweep_at = IDS_SWEEP_MINIMUM.max(2 * self.seen_event_ids.len());
+        let cap = settings.max_event_ids;
+        if self.seen_event_ids.len() - forget.len() > cap {
+            let mut kept: Vec<(f64, &CompactString)> = self
+                .seen_event_ids
+                .iter()
+                .filter(|(id, _)| !forget.contains(*id))
+                .map(|(id, &at)| (at, id))
+                .collect();
+            let excess = kept.len() - cap;
+            kept.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(b.1)));
+            let oldest: Vec<CompactString> = kept[..excess].iter().map(|(_, id)| (*id).clone()).collect();
+            changes.caps[Cap::EventIds as usize] += excess as u64;
+            forget.extend(oldest);
+        }
+        for event_id in forget {
+            self.seen_event_ids.remove(&event_id);
+            changes.event_ids.remove(&event_id);
+            changes.deleted_event_ids.insert(event_id);
+        }
+        self.ids_sweep_at = IDS_SWEEP_MINIMUM.max(2 * self.seen_event_ids.len()).min(cap + cap / 8);
     }
 
     /// Delete tiles past retention, once a cached lower bound shows some are (plus slack).

@@ -7,9 +7,6 @@ use crate::resp::Args;
 use crate::state::{Changes, CustomerState};
 use crate::tiles::Tile;
 
-/// Recent too_late offsets remembered per partition, as in state_codec.REJECT_MEMORY.
-pub const REJECT_MEMORY: usize = 32;
-
 /// A MessagePack number kept as it was read (the last TTL refresh is written as an integer,
 /// and "never" as -inf), so that rewriting it gives the same bytes.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -33,7 +30,8 @@ pub struct StoredCustomer {
     pub version: u64,
     /// "<topic>:<partition>" → last applied offset, in first-written order.
     pub offsets: Vec<(String, i64)>,
-    /// Same keys → recent offsets judged too_late.
+    /// Same keys → the offsets judged too_late by the customer's latest write (all of them:
+    /// they are what a replay of the batch whose dead letters may not have landed must re-send).
     pub rejects: Vec<(String, Vec<i64>)>,
     pub ttl_set_at: Number,
     pub last_used: u64,
@@ -103,6 +101,10 @@ impl StoredCustomer {
                         "nts" => state.newest_ts = number(value).map(Number::as_f64),
                         "np" => state.next_prune_ts = number(value).map_or(f64::NEG_INFINITY, Number::as_f64),
                         "tt" => stored.ttl_set_at = number(value).unwrap_or(Number::Float(f64::NEG_INFINITY)),
+                        "is" => {
+                            let at = value.as_u64().ok_or_else(|| CorruptState("m: is".into()))?;
+                            state.ids_sweep_at = usize::try_from(at).map_err(|_| CorruptState("m: is".into()))?;
+                        }
                         "o" => {
                             for (source, offset) in value.as_map().into_iter().flatten() {
                                 let source = source.as_str().unwrap_or_default().to_owned();
@@ -140,28 +142,23 @@ impl StoredCustomer {
         self.rejects.iter().any(|(name, offsets)| name == source && offsets.contains(&offset))
     }
 
+    pub fn forget_rejects(&mut self, source: &str) {
+        self.rejects.retain(|(name, _)| name != source);
+    }
+
     pub fn remember_reject(&mut self, source: &str, offset: i64) {
-        let index = match self.rejects.iter().position(|(name, _)| name == source) {
-            Some(index) => index,
-            None => {
-                self.rejects.push((source.to_owned(), Vec::new()));
-                self.rejects.len() - 1
-            }
-        };
-        let memory = &mut self.rejects[index].1;
-        memory.push(offset);
-        if memory.len() > REJECT_MEMORY {
-            memory.drain(..memory.len() - REJECT_MEMORY);
+        match self.rejects.iter_mut().find(|(name, _)| name == source) {
+            Some((_, offsets)) => offsets.push(offset),
+            None => self.rejects.push((source.to_owned(), vec![offset])),
         }
     }
 
-    /// The `m` field: a MessagePack map `nt nts np tt o j`, byte for byte what msgspec writes
-    /// for state_codec._Meta.
+    /// The `m` field: a MessagePack map `nt nts np tt o j is` (layout: README, key layout).
     pub fn encode_meta(&self, out: &mut Vec<u8>) {
         use rmp::encode::{write_f64, write_map_len, write_nil, write_sint, write_str};
         let state = &self.state;
         let fail = "writing to a Vec cannot fail";
-        write_map_len(out, 6).expect(fail);
+        write_map_len(out, 7).expect(fail);
         write_str(out, "nt").expect(fail);
         match state.newest_tile {
             Some(tile) => write_sint(out, tile).map(|_| ()).expect(fail),
@@ -194,6 +191,8 @@ impl StoredCustomer {
                 write_sint(out, *offset).expect(fail);
             }
         }
+        write_str(out, "is").expect(fail);
+        rmp::encode::write_uint(out, state.ids_sweep_at as u64).expect(fail);
     }
 
     /// Append this customer's compare-and-set arguments (layout: cas.lua): a header
@@ -217,6 +216,9 @@ impl StoredCustomer {
         for &index in &changes.deleted_tiles {
             args.push_number(b"t:", index);
         }
+        for key in &changes.deleted_attributes {
+            args.push_parts(&[b"a:", key.as_bytes()]);
+        }
         for event_id in &changes.event_ids {
             args.push_parts(&[b"e:", event_id.as_bytes()]);
             args.push(&state.seen_event_ids[event_id].to_le_bytes());
@@ -225,8 +227,8 @@ impl StoredCustomer {
             args.push_parts(&[b"e:", event_id.as_bytes()]);
         }
         let main_set = 2 * (changes.tiles.len() + changes.attributes.len());
-        let (main_del, aux_set, aux_del) =
-            (changes.deleted_tiles.len(), 2 * changes.event_ids.len(), changes.deleted_event_ids.len());
+        let main_del = changes.deleted_tiles.len() + changes.deleted_attributes.len();
+        let (aux_set, aux_del) = (2 * changes.event_ids.len(), changes.deleted_event_ids.len());
         // The header goes first but needs the counts: frame it now and slide it in front.
         let header = format!(
             "{} {} {} {main_set} {main_del} {aux_set} {aux_del}",

@@ -1,6 +1,8 @@
 //! Per-tile partial aggregates and their stored bytes (the twin of `stream_features/tiles.py`;
 //! the byte layout is written down there and pinned by tests on both sides).
 
+use crate::state::OTHER_DEVICE;
+
 /// Partial aggregates of one customer's events in one tile. Counts are whole numbers kept as
 /// integers; they are stored as float64 like the sums.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -32,14 +34,26 @@ impl Tile {
         }
     }
 
-    pub fn add_session(&mut self, duration_seconds: f64, device: &str) {
+    /// Counts the session under its device, or under `OTHER_DEVICE` when the tile already has
+    /// `max_devices` devices (then returns false). The linear search stays short: the list holds
+    /// at most `max_devices + 1` names.
+    pub fn add_session(&mut self, duration_seconds: f64, device: &str, max_devices: usize) -> bool {
         self.n += 1;
         self.sc += 1;
         self.sd += duration_seconds;
-        match self.devices.iter_mut().find(|(name, _)| name == device) {
-            Some((_, count)) => *count += 1,
-            None => self.devices.push((device.to_owned(), 1)),
+        if let Some((_, count)) = self.devices.iter_mut().find(|(name, _)| name == device) {
+            *count += 1;
+            return true;
         }
+        if self.devices.len() < max_devices {
+            self.devices.push((device.to_owned(), 1));
+            return true;
+        }
+        match self.devices.iter_mut().find(|(name, _)| name == OTHER_DEVICE) {
+            Some((_, count)) => *count += 1,
+            None => self.devices.push((OTHER_DEVICE.to_owned(), 1)),
+        }
+        false
     }
 
     pub fn add_cart(&mut self, converted: bool, value: Option<f64>) {
@@ -180,12 +194,21 @@ mod tests {
     #[test]
     fn devices_round_trip() {
         let mut tile = Tile::default();
-        tile.add_session(3.0, "web");
-        tile.add_session(4.0, "tv");
-        tile.add_session(5.0, "web");
+        tile.add_session(3.0, "web", 16);
+        tile.add_session(4.0, "tv", 16);
+        tile.add_session(5.0, "web", 16);
         let mut out = Vec::new();
         tile.encode(&mut out);
         assert_eq!(Tile::decode(&out), Some(tile));
+    }
+
+    #[test]
+    fn devices_past_the_cap_share_one_bucket() {
+        let mut tile = Tile::default();
+        assert!(tile.add_session(1.0, "a", 2) && tile.add_session(1.0, "b", 2));
+        assert!(!tile.add_session(1.0, "c", 2) && !tile.add_session(1.0, "d", 2));
+        assert!(tile.add_session(1.0, "a", 2));
+        assert_eq!(tile.devices, vec![("a".into(), 2), ("b".into(), 1), (OTHER_DEVICE.into(), 2)]);
     }
 
     #[test]

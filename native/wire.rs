@@ -151,7 +151,7 @@ fn timestamp(field: &Option<Scalar>) -> Option<f64> {
         Some(Scalar::Str(text)) => parse_rfc3339(text.as_bytes()),
         Some(Scalar::Int(v)) => Some(*v as f64),
         Some(Scalar::UInt(v)) => Some(*v as f64),
-        Some(Scalar::Float(v)) => Some(*v),
+        Some(Scalar::Float(v)) => Some(*v + 0.0), // folds -0.0 into 0.0, as Python does
         _ => None,
     }
 }
@@ -263,6 +263,14 @@ mod tests {
             (event.kind, event.customer_id.as_str(), event.timestamp, event.amount),
             (PURCHASE, "c1", 10.0, Some(5.0))
         );
+    }
+
+    #[test]
+    fn negative_zero_timestamp_is_zero() {
+        let event = decode(br#"{"type":"support","customer_id":"c","timestamp":-0}"#, 1e9, 0.0).unwrap();
+        assert!(event.timestamp.is_sign_positive());
+        let event = decode(br#"{"type":"support","customer_id":"c","timestamp":-0.0}"#, 1e9, 0.0).unwrap();
+        assert!(event.timestamp.is_sign_positive());
     }
 
     #[test]

@@ -46,6 +46,9 @@ class Core:
         retention_tiles: int,
         tiles_per_day: int,
         dedup_horizon_seconds: float,
+        max_attributes: int,
+        max_devices_per_tile: int,
+        max_event_ids: int,
         key_ttl_seconds: int,
         customers_per_call: int,
         cache_size: int,
@@ -61,3 +64,4 @@ class Core:
     def prepare(self, batch: Batch, customers: list[str] | None, now: float) -> Prepared: ...
     def settle(self, batch: Batch, prepared: Prepared, replies: list[str | None]) -> list[str]: ...
     def forget(self, customers: list[str]) -> None: ...
+    def take_cap_hits(self) -> dict[str, int]: ...

@@ -24,6 +24,8 @@ from .store.reader import MAX_COHORT_SIZE, AsyncFeatureReader
 
 log = logging.getLogger(__name__)
 _encoder = msgspec.json.Encoder()
+# The largest body a request may send: a full cohort of 256-byte ids (escaped) fits with room.
+MAX_BODY_BYTES = 4 * 1024 * 1024
 
 
 class JSONResponse(Response):
@@ -48,6 +50,12 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
 def _check_customer_id(customer_id: str) -> None:
     if not customer_id.strip() or len(customer_id.encode("utf-8", "surrogatepass")) > MAX_CUSTOMER_ID_BYTES:
         raise InvalidQuery(f"customer id must be 1..{MAX_CUSTOMER_ID_BYTES} UTF-8 bytes and not blank")
+
+
+def _check_cohort_ids(customer_ids: list[str]) -> None:
+    """Every cohort id passes the path ids' check (before the size check: bad ids are 400)."""
+    for customer_id in customer_ids:
+        _check_customer_id(customer_id)
 
 
 def create_app(
@@ -86,6 +94,7 @@ def create_app(
     app.state.reader = reader
     app.state.metrics = metrics
 
+    app.add_middleware(_BodyLimit, limit=MAX_BODY_BYTES)
     app.add_middleware(_MetricsMiddleware, metrics=metrics)
 
     @app.exception_handler(CohortTooLarge)
@@ -134,10 +143,12 @@ def create_app(
 
     @app.post("/v1/cohorts/features", summary="Flat features for many customers in one call")
     async def cohort_features(request: CohortRequest = Body(...)) -> Any:  # noqa: B008
+        _check_cohort_ids(request.customer_ids)
         return await reader.get_cohort_features(request.customer_ids, days=request.days, as_of=_as_of(request.as_of))
 
     @app.post("/v1/cohorts/summary", summary="Means, flag rates and trend counts over a cohort")
     async def cohort_summary(request: CohortRequest = Body(...)) -> Any:  # noqa: B008
+        _check_cohort_ids(request.customer_ids)
         return await reader.get_cohort_summary(request.customer_ids, days=request.days, as_of=_as_of(request.as_of))
 
     @app.get("/healthz", summary="The process is up")
@@ -195,11 +206,56 @@ class _MetricsMiddleware:
             self.metrics.requests.labels(route, str(status)).inc()
 
 
-def _as_of(value: str | float | None) -> object:
-    """Query strings arrive as text: a bare number means Unix seconds."""
-    if isinstance(value, str):
+class _BodyLimit:
+    """413 for a body over ``limit`` bytes, before it is read into memory: Content-Length is
+    checked up front, a chunked body as it streams in."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length" and (not value.isdigit() or int(value) > self.limit):
+                await self._refuse(send)
+                return
+        received = 0
+        refused = False
+
+        async def counting_receive() -> Any:
+            # Past the limit: answer 413 now, and tell the app the client left (it stops reading).
+            nonlocal received, refused
+            if refused:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    refused = True
+                    await self._refuse(send)
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message: dict[str, Any]) -> None:
+            if not refused:  # the app's own answer to a refused body is dropped
+                await send(message)
+
         try:
-            return float(value)
-        except ValueError:
-            return value
+            await self.app(scope, counting_receive, guarded_send)
+        except Exception:
+            if not refused:
+                raise
+
+    async def _refuse(self, send: Any) -> None:
+        body = _encoder.encode({"error": "body_too_large", "message": f"request body over {self.limit} bytes"})
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def _as_of(value: str | float | None) -> object:
+    """As given: ``parse_timestamp`` reads a string of digits as Unix seconds, like everywhere."""
     return value

@@ -209,7 +209,9 @@ def _print_table(result: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"customer {result['customer_id']}  ·  {result['window_days']} days as of {result['as_of']}")
+    # Ids, devices and attributes are event data: shown as plain text (no markup, no control codes).
+    title = f"customer {result['customer_id']}  ·  {result['window_days']} days as of {result['as_of']}"
+    table = Table(title=_plain(title))
     table.add_column("feature")
     table.add_column("value", justify="right")
 
@@ -220,11 +222,17 @@ def _print_table(result: dict[str, Any]) -> None:
             if isinstance(value, dict) and name != "device_usage" and name != "metadata":
                 add(f"{name}.", value)
                 continue
-            shown = _readable(value)
-            table.add_row(prefix + name, shown)
+            table.add_row(_plain(prefix + name), _plain(_readable(value)))
 
     add("", result)
     Console().print(table)
+
+
+def _plain(text: str) -> Any:
+    from rich.control import strip_control_codes
+    from rich.text import Text
+
+    return Text("".join(ch for ch in strip_control_codes(text) if ch.isprintable() or ch == " "))
 
 
 def _readable(value: Any) -> str:

@@ -38,21 +38,15 @@ from .dead_letters import DeadLetter, DeadLetterProducer
 from .errors import ServiceUnavailable
 from .kafka_io import client_settings, ensure_topics, wait_for_kafka
 from .metrics import ConsumerMetrics
+from .store.transient import is_transient
 from .store.writer import StateWriter
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 CONSUME_CHUNK = 1000
-# Redis states that end by themselves (restart, loading, failover, memory freed): wait and retry.
-# A script that fails part-way (e.g. out of memory) keeps the customers it already wrote, with
-# their offsets, so the retry skips those and writes the rest.
-REDIS_UNAVAILABLE = (
-    redis.ConnectionError,
-    redis.TimeoutError,
-    redis.BusyLoadingError,
-    redis.exceptions.OutOfMemoryError,
-    redis.exceptions.ReadOnlyError,
-)
+# Redis states that end by themselves (store/transient.py) are waited out and retried. A script
+# that fails part-way (e.g. out of memory) keeps the customers it already wrote, with their
+# offsets, so the retry skips those and writes the rest.
 # Cyclic GC: a batch allocates ~10 objects per event, none in cycles, while the cached customer
 # states make the heap large; at the default threshold (700) collections cost ~30% of the main
 # thread. A high young-generation threshold keeps cycle collection but makes it rare.
@@ -104,6 +98,8 @@ class FeatureConsumer:
         self._dlq: DeadLetterProducer | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="redis-writer")
         self._in_flight: _Batch | None = None
+        self._assigned: set[int] = set()  # partitions this member owns now
+        self._revocations = 0  # partitions revoked or lost so far (a change means: filter)
         self._newest_event_time = float("-inf")
         self._idle_since = time.monotonic()
 
@@ -155,17 +151,23 @@ class FeatureConsumer:
         self._redis.close()
 
     def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._assigned.update(p.partition for p in partitions)
         self.metrics.rebalances.labels("assign").inc()
         self._idle_since = time.monotonic()  # idleness counts from holding partitions
         log.info("assigned %s", [p.partition for p in partitions])
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # Settle and commit the batch in flight while we still own its partitions.
+        # Settle and commit the batch in flight while we still own its partitions; records of
+        # these partitions fetched but not yet processed are dropped (the new owner reads them).
         self._settle_in_flight()
+        self._assigned.difference_update(p.partition for p in partitions)
+        self._revocations += 1
         self.metrics.rebalances.labels("revoke").inc()
         log.info("revoked %s", [p.partition for p in partitions])
 
     def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._assigned.difference_update(p.partition for p in partitions)
+        self._revocations += 1
         self.metrics.rebalances.labels("lost").inc()
         log.warning("lost %s", [p.partition for p in partitions])
 
@@ -207,6 +209,7 @@ class FeatureConsumer:
         stream gets small, prompt ones.
         """
         deadline = time.monotonic() + self.config.batch_timeout_seconds
+        revocations = self._revocations
         records: list[Message] = []
         size = 0
         while len(records) < self.config.batch_size and size < self.config.batch_max_bytes:
@@ -218,7 +221,11 @@ class FeatureConsumer:
             size += sum(map(len, messages))  # len(message) is its value's length
             if not messages or remaining <= 0:
                 break
-        return records
+        # A rebalance callback (served inside consume()) may have revoked partitions whose
+        # records are already in hand: processing them would commit behind the new owner.
+        if revocations == self._revocations:
+            return records
+        return [m for m in records if m.partition() in self._assigned]
 
     def _group_caught_up(self) -> bool:
         """Every partition of the topic has its offset committed up to the end (by any member).
@@ -286,7 +293,10 @@ class FeatureConsumer:
         redone = False
         try:
             conflicted = self._writer.settle(batch.events, batch.prepared, batch.written.result())
-        except REDIS_UNAVAILABLE as exc:
+        except redis.RedisError as exc:
+            if not is_transient(exc):
+                raise
+            self.metrics.retries.labels("redis").inc()
             log.warning("redis write failed, redoing the batch: %s", exc)
             conflicted = batch.events.customers
             self._writer.forget(conflicted)
@@ -326,6 +336,8 @@ class FeatureConsumer:
                 self.metrics.duplicates.inc(count)
             elif outcome == "redelivered":
                 self.stats.skipped_redeliveries += count
+        for cap, hits in self._writer.take_cap_hits().items():
+            self.metrics.caps_reached.labels(cap).inc(hits)
         newest = batch.events.newest_event_time
         if newest > self._newest_event_time:
             self._newest_event_time = newest
@@ -357,7 +369,9 @@ class FeatureConsumer:
         while True:
             try:
                 return call()
-            except REDIS_UNAVAILABLE as exc:
+            except redis.RedisError as exc:
+                if not is_transient(exc):
+                    raise
                 if self.stop_event.is_set():
                     raise Stopped() from exc
                 self.metrics.retries.labels(target).inc()

@@ -12,6 +12,11 @@ rules, per event in stream order:
 3. the event is added to its tile; newest time and tile move forward; tiles and remembered ids
    that fell out of retention or horizon no longer count (and are deleted now and then).
 4. profile attributes merge key by key, newest event time wins (ties: the later record).
+5. bounded state (caps in ``EngineSettings``): a tile counts at most ``max_devices_per_tile``
+   named devices, later new ones as ``"other"``; at most ``max_attributes`` attributes, a new key
+   past the cap evicts the oldest by (event time, key), which may be itself; remembered ids are
+   swept when the map outgrows ``_ids_sweep_at`` (at most the cap plus an eighth): ids past the
+   horizon go, then the oldest by (event time, id) down to ``max_event_ids``.
 """
 
 from __future__ import annotations
@@ -26,12 +31,20 @@ from .settings import EngineSettings
 from .tiles import TileAggregate, tile_of
 
 PRUNE_INTERVAL_SECONDS = 86400.0
-IDS_SWEEP_MINIMUM = 32  # housekeeping once per day of event time
+IDS_SWEEP_MINIMUM = 32
 
 
 class Outcome(Enum):
     APPLIED = "applied"
     DUPLICATE = "duplicate"
+
+
+class Cap(Enum):
+    """A bounded-state cap an event ran into (counted in ``CustomerState.cap_hits``)."""
+
+    DEVICES_PER_TILE = "devices_per_tile"
+    ATTRIBUTES = "attributes"
+    EVENT_IDS = "event_ids"
 
 
 @dataclass(slots=True)
@@ -43,7 +56,8 @@ class CustomerState:
     attributes: dict[str, tuple[float, Any]] = field(default_factory=dict)
     next_prune_ts: float = float("-inf")
     _tile_floor: int | None = None  # lower bound of min(tiles); None = unknown
-    _ids_sweep_at: int = 32  # sweep remembered ids once there are more than this
+    _ids_sweep_at: int = IDS_SWEEP_MINIMUM  # sweep remembered ids once there are more than this
+    cap_hits: dict[Cap, int] = field(default_factory=dict)
 
     def apply(self, event: Event, settings: EngineSettings) -> Outcome:
         """Apply one valid event in stream order. Raises ``InvalidEvent('too_late')``.
@@ -66,9 +80,10 @@ class CustomerState:
             tile = self.tiles[tile_index] = TileAggregate()
             if self._tile_floor is not None and tile_index < self._tile_floor:
                 self._tile_floor = tile_index
-        _add_to_tile(tile, event)
+        if not _add_to_tile(tile, event, settings):
+            self._hit(Cap.DEVICES_PER_TILE)
         if isinstance(event, ProfileEvent):
-            self._merge_attributes(event)
+            self._merge_attributes(event, settings)
         # Newest time and tile move forward. Expired ids and tiles are already invisible (see
         # _within_horizon and the readers' retention filter): deleting them is housekeeping. Ids
         # go when the map has doubled since the last sweep (amortised O(1) per event); tiles are
@@ -77,7 +92,8 @@ class CustomerState:
             self.newest_ts = timestamp
         if newest_tile is None or tile_index > newest_tile:
             self.newest_tile = newest_tile = tile_index
-        if len(self.seen_event_ids) > self._ids_sweep_at:
+        cap = settings.max_event_ids
+        if len(self.seen_event_ids) > min(self._ids_sweep_at, cap + cap // 8):
             self._sweep_ids(settings)
         if timestamp >= self.next_prune_ts:
             self.next_prune_ts = timestamp + PRUNE_INTERVAL_SECONDS
@@ -90,11 +106,25 @@ class CustomerState:
     def _within_horizon(self, seen_at: float, settings: EngineSettings) -> bool:
         return self.newest_ts is None or seen_at >= self.newest_ts - settings.dedup_horizon_seconds
 
-    def _merge_attributes(self, event: ProfileEvent) -> None:
+    def _hit(self, cap: Cap, count: int = 1) -> None:
+        self.cap_hits[cap] = self.cap_hits.get(cap, 0) + count
+
+    def _merge_attributes(self, event: ProfileEvent, settings: EngineSettings) -> None:
+        at = event.timestamp
+        attributes = self.attributes
         for key, value in event.attributes.items():
-            current = self.attributes.get(key)
-            if current is None or event.timestamp >= current[0]:
-                self.attributes[key] = (event.timestamp, value)
+            current = attributes.get(key)
+            if current is not None:
+                if at >= current[0]:
+                    attributes[key] = (at, value)
+                continue
+            if len(attributes) >= settings.max_attributes:
+                self._hit(Cap.ATTRIBUTES)
+                oldest = min(attributes, key=lambda name: (attributes[name][0], name))
+                if (attributes[oldest][0], oldest) > (at, key):
+                    continue  # the new attribute is the oldest: it is the one left out
+                del attributes[oldest]
+            attributes[key] = (at, value)
 
     def prune(self, settings: EngineSettings) -> None:
         """Forget every remembered id past the dedup horizon and every tile past retention."""
@@ -102,11 +132,18 @@ class CustomerState:
         self._sweep_tiles(settings, slack_tiles=0)
 
     def _sweep_ids(self, settings: EngineSettings) -> None:
+        seen = self.seen_event_ids
         if self.newest_ts is not None:
             horizon_floor = self.newest_ts - settings.dedup_horizon_seconds
-            for event_id in [k for k, ts in self.seen_event_ids.items() if ts < horizon_floor]:
-                del self.seen_event_ids[event_id]
-        self._ids_sweep_at = max(IDS_SWEEP_MINIMUM, 2 * len(self.seen_event_ids))
+            for event_id in [k for k, ts in seen.items() if ts < horizon_floor]:
+                del seen[event_id]
+        cap = settings.max_event_ids
+        if len(seen) > cap:
+            excess = len(seen) - cap
+            self._hit(Cap.EVENT_IDS, excess)
+            for _, event_id in sorted((ts, k) for k, ts in seen.items())[:excess]:
+                del seen[event_id]
+        self._ids_sweep_at = min(max(IDS_SWEEP_MINIMUM, 2 * len(seen)), cap + cap // 8)
 
     def _sweep_tiles(self, settings: EngineSettings, *, slack_tiles: int) -> None:
         """Delete tiles past retention, once a cached lower bound shows some are (plus slack)."""
@@ -125,14 +162,16 @@ class CustomerState:
         return {key: value for key, (_, value) in self.attributes.items()}
 
 
-def _add_to_tile(tile: TileAggregate, event: Event) -> None:
+def _add_to_tile(tile: TileAggregate, event: Event, settings: EngineSettings) -> bool:
+    """Add the event; False when a session's device went to the ``other`` bucket."""
     if isinstance(event, PurchaseEvent):
         tile.add_purchase(event.amount, event.timestamp)
     elif isinstance(event, SessionEvent):
-        tile.add_session(event.duration_seconds, event.device)
+        return tile.add_session(event.duration_seconds, event.device, settings.max_devices_per_tile)
     elif isinstance(event, CartEvent):
         tile.add_cart(event.converted, event.value)
     elif isinstance(event, SupportEvent):
         tile.add_support(event.response_time_hours, event.escalated)
     else:
         tile.add_profile()
+    return True

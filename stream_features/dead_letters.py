@@ -34,7 +34,12 @@ class DeadLetterProducer:
             failed: list[DeadLetter] = []
             for letter in pending:
                 self._produce(letter, failed)
-            self._producer.flush(30)
+            # flush() returns how many are still unacknowledged: wait for every delivery report
+            # (each one lands in `failed` or is an ack) before judging the round.
+            while self._producer.flush(5) > 0:
+                if should_stop():
+                    raise InterruptedError("stopped while dead letters were unacknowledged")
+                log.warning("dead letters still unacknowledged; waiting for the broker")
             if not failed:
                 return
             if should_stop():

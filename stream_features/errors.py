@@ -18,6 +18,8 @@ ReasonCode = Literal[
     "too_large",
     "bad_customer_id",
     "bad_value",
+    "internal_error",
+    "state_unreadable",
 ]
 
 

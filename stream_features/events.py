@@ -63,7 +63,9 @@ class ProfileEvent(_EventBase, frozen=True, kw_only=True, tag="profile"):
 
 Event = PurchaseEvent | SessionEvent | CartEvent | SupportEvent | ProfileEvent
 
-_decoder: Final = msgspec.json.Decoder()
+# float_hook: a number too large for a float (1e400) becomes inf instead of failing the whole
+# message, so an unknown field holding it is ignored and a known one is judged non_finite.
+_decoder: Final = msgspec.json.Decoder(float_hook=float)
 
 
 def decode_event(data: bytes, *, now: float, max_future_skew_seconds: float = 86400.0) -> Event:
@@ -72,15 +74,24 @@ def decode_event(data: bytes, *, now: float, max_future_skew_seconds: float = 86
     Well-formed events take msgspec's typed path (validation in C); anything it refuses goes
     through ``validate_event``, which names the exact reason. Both give the same event.
     """
+    try:
+        return _decode(data, now=now, max_future_skew_seconds=max_future_skew_seconds)
+    except InvalidEvent:
+        raise
+    except Exception as exc:  # the last resort: a record's bytes never raise anything else
+        raise InvalidEvent("internal_error", f"{type(exc).__name__}: {str(exc)[:200]}", data) from None
+
+
+def _decode(data: bytes, *, now: float, max_future_skew_seconds: float) -> Event:
     if len(data) > MAX_MESSAGE_BYTES:
         raise InvalidEvent("too_large", f"message is {len(data)} bytes, limit {MAX_MESSAGE_BYTES}", data)
-    fast = fast_decode(data, now=now, max_future_skew_seconds=max_future_skew_seconds)
-    if fast is not None:
-        return fast
     try:
+        fast = fast_decode(data, now=now, max_future_skew_seconds=max_future_skew_seconds)
+        if fast is not None:
+            return fast
         obj = _decoder.decode(data)
-    except msgspec.ValidationError as exc:  # e.g. 1e400: a number JSON can hold but a float cannot
-        raise InvalidEvent("non_finite", f"number out of range: {exc}", data) from None
+    except RecursionError:
+        raise InvalidEvent("too_large", "JSON is nested too deeply", data) from None
     except msgspec.DecodeError:
         raise InvalidEvent("malformed_json", "message is not valid UTF-8 JSON", data) from None
     return validate_event(obj, now=now, max_future_skew_seconds=max_future_skew_seconds, raw=data)
@@ -102,7 +113,8 @@ def validate_event(obj: object, *, now: float, max_future_skew_seconds: float = 
     event_id = check.optional_string("event_id", MAX_EVENT_ID_CHARS)
     common: dict[str, Any] = {"customer_id": customer_id, "timestamp": timestamp, "event_id": event_id}
     if event_type == "purchase":
-        field = "amount" if "amount" in obj or "value" not in obj else "value"
+        # `value` is the seed's name: used when `amount` is absent or null.
+        field = "value" if obj.get("amount") is None and obj.get("value") is not None else "amount"
         return PurchaseEvent(amount=check.number(field), order_id=check.optional_id("order_id"), **common)
     if event_type == "session":
         return SessionEvent(duration_seconds=check.number("duration_seconds"), device=check.device(), **common)
@@ -194,7 +206,16 @@ class _Checker:
             raise self.fail("bad_type", f"{name} must be a string")
         if len(value) > max_chars:
             raise self.fail("too_large", f"{name} is longer than {max_chars} characters")
-        return value or None
+        return self.text(name, value) or None
+
+    def text(self, name: str, value: str) -> str:
+        """A string JSON let through that is not Unicode text (a lone surrogate escape) is bad_value."""
+        if not value.isascii():
+            try:
+                value.encode()
+            except UnicodeEncodeError:
+                raise self.fail("bad_value", f"{name} is not valid Unicode text") from None
+        return value
 
     def optional_id(self, name: str) -> str | None:
         value = self.obj.get(name)
@@ -212,7 +233,7 @@ class _Checker:
             raise self.fail("bad_type", "device must be a string")
         if len(value) > MAX_DEVICE_CHARS:
             raise self.fail("too_large", f"device is longer than {MAX_DEVICE_CHARS} characters")
-        return value.strip().lower() or UNKNOWN_DEVICE
+        return self.text("device", value).strip().lower() or UNKNOWN_DEVICE
 
 
 _Number = Annotated[float, msgspec.Meta(ge=0, le=MAX_NUMERIC_VALUE)]

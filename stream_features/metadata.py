@@ -11,13 +11,18 @@ import math
 from collections.abc import Mapping
 from typing import Any, Final
 
+import msgspec
+
 MAX_ATTRIBUTES: Final = 100
 MAX_KEY_CHARS: Final = 128
 MAX_STRING_CHARS: Final = 1024
 MAX_ITEMS: Final = 100
 MAX_DEPTH: Final = 8
 MAX_NODES: Final = 5000
+MAX_VALUE_BYTES: Final = 4096  # one attribute's JSON; a larger value is stored as TRUNCATED
 TRUNCATED: Final = "…"
+
+_encoder: Final = msgspec.json.Encoder()
 
 JsonValue = None | bool | int | float | str | list["JsonValue"] | dict[str, "JsonValue"]
 
@@ -31,7 +36,10 @@ def sanitize_attributes(attributes: Mapping[Any, Any]) -> dict[str, JsonValue]:
     walker = _Walker()
     result: dict[str, JsonValue] = {}
     for key, value in _bounded_items(attributes, MAX_ATTRIBUTES):
-        result[_key(key)] = walker.value(value, depth=1, path=(id(attributes),))
+        clean = walker.value(value, depth=1, path=(id(attributes),))
+        if isinstance(clean, list | dict | str) and len(_encoder.encode(clean)) > MAX_VALUE_BYTES:
+            clean = TRUNCATED
+        result[_key(key)] = clean
     return result
 
 
@@ -48,8 +56,23 @@ def _bounded_items(mapping: Mapping[Any, Any], limit: int) -> list[tuple[Any, An
 
 
 def _key(key: object) -> str:
-    text = key if isinstance(key, str) else _safe_str(key)
+    text = _unicode(key) if isinstance(key, str) else _safe_str(key)
     return text if len(text) <= MAX_KEY_CHARS else text[:MAX_KEY_CHARS] + TRUNCATED
+
+
+def _unicode(text: str) -> str:
+    """Lone surrogates (possible in a Python str, never in UTF-8) become "?"."""
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "replace").decode("utf-8") if not _encodable(text) else text
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _safe_str(value: object) -> str:
@@ -75,6 +98,7 @@ class _Walker:
         if isinstance(value, float):
             return value if math.isfinite(value) else None
         if isinstance(value, str):
+            value = _unicode(value)
             return value if len(value) <= MAX_STRING_CHARS else value[:MAX_STRING_CHARS] + TRUNCATED
         if isinstance(value, Mapping | list | tuple):
             if id(value) in path:

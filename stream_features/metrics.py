@@ -23,6 +23,7 @@ class ConsumerMetrics:
     last_batch_time: Gauge
     rebalances: Counter
     retries: Counter
+    caps_reached: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> ConsumerMetrics:
@@ -75,6 +76,12 @@ class ConsumerMetrics:
             ),
             rebalances=Counter("stream_features_rebalances", "Partition assignment changes", ["kind"], registry=r),
             retries=Counter("stream_features_retries", "Retries after a failed call", ["target"], registry=r),
+            caps_reached=Counter(
+                "stream_features_caps_reached",
+                "Events that ran into a bounded-state cap (devices_per_tile, attributes, event_ids)",
+                ["cap"],
+                registry=r,
+            ),
         )
 
 

@@ -19,7 +19,7 @@ def key_of(line: bytes) -> bytes | None:
     still go to the topic, so the consumer sends them to the dead-letter topic with a reason)."""
     try:
         obj = _decoder.decode(line)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         return None
     customer = obj.get("customer_id") if isinstance(obj, dict) else None
     return customer.encode("utf-8", "surrogatepass") if isinstance(customer, str) else None

@@ -52,6 +52,10 @@ class EngineSettings:
     retention_days: int = 400
     max_future_skew_seconds: float = 86400.0
     dedup_horizon_seconds: float = 7 * 86400.0
+    # Bounded state (SPEC §5): past each cap the behaviour is fixed and counted (README "Bounded state").
+    max_attributes: int = 100  # profile attributes per customer; the oldest (event time, key) is evicted
+    max_devices_per_tile: int = 16  # named devices per tile; later new devices count as "other"
+    max_event_ids: int = 10_000  # remembered event ids per customer; the oldest are forgotten
     thresholds: Thresholds = field(default_factory=Thresholds)
     # Derived in __post_init__: the consumer reads them for every event.
     tiles_per_day: int = field(init=False, repr=False, compare=False)
@@ -62,6 +66,8 @@ class EngineSettings:
             raise ConfigurationError("tile_seconds must be a positive divisor of 86400")
         if self.retention_days < 1:
             raise ConfigurationError("retention_days must be at least 1")
+        if min(self.max_attributes, self.max_devices_per_tile, self.max_event_ids) < 1:
+            raise ConfigurationError("max_attributes, max_devices_per_tile and max_event_ids must be at least 1")
         if self.max_future_skew_seconds < 0 or self.dedup_horizon_seconds < 0:
             raise ConfigurationError("max_future_skew_seconds and dedup_horizon_seconds must be >= 0")
         longest = max(self.thresholds.short_window_days, self.thresholds.long_window_days)

@@ -10,6 +10,7 @@ import struct
 from dataclasses import dataclass, field
 
 # Scalar fields in their fixed serialisation order (bit i of the stored mask); zeros are left out.
+OTHER_DEVICE = "other"  # the bucket of devices past a tile's cap (EngineSettings.max_devices_per_tile)
 SCALAR_FIELDS = ("n", "pc", "ps", "pt", "sc", "sd", "cc", "ca", "cav", "tc", "rs", "rn", "te")
 
 
@@ -44,11 +45,18 @@ class TileAggregate:
         if self.pt is None or timestamp > self.pt:
             self.pt = timestamp
 
-    def add_session(self, duration_seconds: float, device: str) -> None:
+    def add_session(self, duration_seconds: float, device: str, max_devices: int = 16) -> bool:
+        """Count a session; a device new to a tile that has ``max_devices`` already counts as
+        ``OTHER_DEVICE`` (returns False then)."""
         self.n += 1
         self.sc += 1
         self.sd = self.sd + duration_seconds
-        self.devices[device] = self.devices.get(device, 0) + 1
+        devices = self.devices
+        if device in devices or len(devices) < max_devices:
+            devices[device] = devices.get(device, 0) + 1
+            return True
+        devices[OTHER_DEVICE] = devices.get(OTHER_DEVICE, 0) + 1
+        return False
 
     def add_cart(self, converted: bool, value: float | None) -> None:
         self.n += 1

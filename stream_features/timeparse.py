@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from datetime import UTC, datetime
 
 import msgspec
@@ -14,6 +15,12 @@ TimestampInput = datetime | str | int | float
 # Unix seconds outside [1970, 9999] are almost certainly unit mistakes (ms, µs) or garbage.
 MIN_UNIX_SECONDS = 0.0
 MAX_UNIX_SECONDS = 253402300799.0  # 9999-12-31T23:59:59Z
+# A string of digits (with an optional fraction) is Unix seconds everywhere (events, HTTP, CLI,
+# Python): "20261126" would otherwise be an ISO 8601 basic date in one place and seconds in another.
+_UNIX_TEXT = re.compile(r"\s*\d{1,20}(?:\.\d{1,20})?\s*")
+# A UTC offset at the end of a time: ±HH, ±HHMM, ±HH:MM (seconds too). Hours 0..23, minutes 0..59
+# (msgspec's RFC 3339 parser lets "+01:99" through).
+_OFFSET = re.compile(r"[T t]\d[\d:.,]*([+-])(\d\d)(?::?(\d\d)(?::?(\d\d)(?:\.\d+)?)?)?\s*$")
 
 
 def datetime_to_unix(value: datetime) -> float:
@@ -27,7 +34,8 @@ def parse_timestamp(value: object) -> float:
     """Parse an event or query timestamp to Unix seconds.
 
     Accepts RFC 3339 / ISO 8601 strings (``Z``, ``+02:00`` offsets, fractional seconds, no
-    offset = UTC), JSON numbers (Unix seconds) and ``datetime`` objects (naive = UTC). Raises
+    offset = UTC), JSON numbers (Unix seconds) and strings of digits (Unix seconds too, one
+    reading everywhere), and ``datetime`` objects (naive = UTC). Raises
     ``ValueError`` with a readable message for anything else. Strings are read by msgspec's
     RFC 3339 parser first (the one the consumer's typed fast path uses, so both paths agree;
     fractions beyond microseconds are rounded), then by ``datetime.fromisoformat`` for the other
@@ -37,13 +45,19 @@ def parse_timestamp(value: object) -> float:
     0.0
     >>> parse_timestamp(86400)
     86400.0
+    >>> parse_timestamp("86400")
+    86400.0
     """
     if isinstance(value, bool):
         raise ValueError("timestamp must be an ISO 8601 string or Unix seconds, not a boolean")
     if isinstance(value, datetime):
         seconds = datetime_to_unix(value)
-    elif isinstance(value, int | float):
+    elif isinstance(value, int):
+        if not MIN_UNIX_SECONDS <= value <= MAX_UNIX_SECONDS:  # before float(): 10**400 overflows it
+            raise ValueError("timestamp is outside 1970-01-01..9999-12-31")
         seconds = float(value)
+    elif isinstance(value, float):
+        seconds = value + 0.0  # -0.0 is 0.0
         if not math.isfinite(seconds):
             raise ValueError("timestamp is not finite")
     elif isinstance(value, str):
@@ -56,13 +70,20 @@ def parse_timestamp(value: object) -> float:
 
 
 def _parse_text(value: str) -> float:
+    if len(value) > 64:
+        raise ValueError("timestamp string is longer than 64 characters")
+    if _UNIX_TEXT.fullmatch(value):
+        return float(value) + 0.0
+    offset = _OFFSET.search(value)
+    if offset and (int(offset[2]) > 23 or int(offset[3] or 0) > 59 or int(offset[4] or 0) > 59):
+        raise ValueError(f"timestamp {value!r} has an impossible UTC offset")
     try:
         return datetime_to_unix(msgspec.convert(value, datetime))
     except msgspec.ValidationError:
         pass
     text = value.strip()
-    if not text or len(text) > 64:
-        raise ValueError("timestamp string is empty or too long")
+    if not text:
+        raise ValueError("timestamp string is empty")
     try:
         return datetime_to_unix(datetime.fromisoformat(text))
     except ValueError:

@@ -18,19 +18,24 @@ event_ids = st.one_of(st.none(), st.sampled_from(["e1", "e2", "e3"]))
 
 
 @st.composite
-def raw_events(draw: st.DrawFn) -> dict[str, Any]:
+def raw_events(
+    draw: st.DrawFn,
+    ids: st.SearchStrategy[str | None] = event_ids,
+    attribute_keys: st.SearchStrategy[str] = st.sampled_from(["tier", "country"]),
+    devices: st.SearchStrategy[str | None] = st.sampled_from([None, "", "Mobile", " mobile ", "web", "tablet", "tv"]),
+) -> dict[str, Any]:
     kind = draw(st.sampled_from(["purchase", "session", "cart", "support", "profile"]))
     event: dict[str, Any] = {
         "type": kind,
         "customer_id": draw(customer_ids),
         "timestamp": draw(timestamps),
-        "event_id": draw(event_ids),
+        "event_id": draw(ids),
     }
     if kind == "purchase":
         event["amount"] = draw(amounts)
     elif kind == "session":
         event["duration_seconds"] = draw(amounts)
-        event["device"] = draw(st.sampled_from([None, "", "Mobile", " mobile ", "web", "tablet", "tv"]))
+        event["device"] = draw(devices)
     elif kind == "cart":
         event["status"] = draw(st.sampled_from(["converted", "abandoned"]))
         event["value"] = draw(st.one_of(st.none(), amounts))
@@ -38,5 +43,5 @@ def raw_events(draw: st.DrawFn) -> dict[str, Any]:
         event["response_time_hours"] = draw(st.one_of(st.none(), amounts))
         event["escalated"] = draw(st.booleans())
     else:
-        event["attributes"] = draw(st.dictionaries(st.sampled_from(["tier", "country"]), st.text(max_size=3)))
+        event["attributes"] = draw(st.dictionaries(attribute_keys, st.text(max_size=3)))
     return event

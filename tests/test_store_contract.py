@@ -68,6 +68,83 @@ def test_redis_equals_memory_and_reference(
             assert raw is None or raw == encode_tile(tile)
 
 
+# Caps small enough for generated streams to run into each of them often.
+CAPPED = EngineSettings(
+    retention_days=3,
+    dedup_horizon_seconds=7200,
+    thresholds=Thresholds(short_window_days=1, long_window_days=3),
+    max_attributes=3,
+    max_devices_per_tile=2,
+    max_event_ids=4,
+)
+capped_events = raw_events(
+    ids=st.one_of(st.none(), st.sampled_from([f"e{i}" for i in range(9)])),
+    attribute_keys=st.sampled_from(["a", "b", "c", "d", "e", "f"]),
+    devices=st.sampled_from(["web", "tv", "tablet", "phone", "watch"]),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(events=st.lists(capped_events, max_size=60), batch_size=st.integers(1, 12), cold_cache=st.booleans())
+def test_caps_act_the_same_in_both_backends(
+    redis_client: redis.Redis, key_prefix: str, events: list[dict[str, Any]], batch_size: int, cold_cache: bool
+) -> None:
+    """Past each bounded-state cap both backends keep the same devices, attributes and ids: the
+    same outcomes (an evicted id counts again), features and metadata, also when every batch
+    starts from the state read back from Redis."""
+    typed = [validate_event(e, now=NOW) for e in events]
+    prefix = f"{key_prefix}:{uuid.uuid4().hex[:8]}"
+    memory = MemoryBackend(CAPPED, NOW)
+    store = RedisBackend(redis_client, CAPPED, prefix, NOW, batch_size=batch_size, cold_cache=cold_cache)
+    assert store.apply(typed) == memory.apply(typed)
+    for customer_id in {e.customer_id for e in typed}:
+        summary = store.summary(customer_id, 3, NOW)
+        assert summary == memory.summary(customer_id, 3, NOW)
+        assert len(summary["metadata"]) <= CAPPED.max_attributes
+        state = memory.engine.state_of(customer_id)
+        if state is not None:
+            assert all(len(tile.devices) <= CAPPED.max_devices_per_tile + 1 for tile in state.tiles.values())
+            assert len(state.seen_event_ids) <= CAPPED.max_event_ids + CAPPED.max_event_ids // 8
+            stored_ids = [f for f in redis_client.hkeys(tiles_key(customer_id, prefix) + ":x") if f.startswith(b"e:")]
+            assert sorted(stored_ids) == sorted(f"e:{i}".encode() for i in state.seen_event_ids)
+
+
+def test_caps_are_counted_and_deterministic(redis_client: redis.Redis, key_prefix: str) -> None:
+    """A hostile producer: 50 devices in one hour, 30 attribute keys, 40 ids for one customer."""
+    at = BASE + 3600.0
+    raw: list[dict[str, Any]] = [
+        {"type": "session", "customer_id": "c", "timestamp": at, "duration_seconds": 1, "device": f"d{i}"}
+        for i in range(50)
+    ]
+    raw += [{"type": "profile", "customer_id": "c", "timestamp": at + i, "attributes": {f"k{i}": i}} for i in range(30)]
+    raw += [{"type": "support", "customer_id": "c", "timestamp": at + i, "event_id": f"id{i}"} for i in range(40)]
+    typed = [validate_event(e, now=NOW) for e in raw]
+    store = RedisBackend(redis_client, CAPPED, key_prefix, NOW, batch_size=17)
+    store.apply(typed)
+    hits = store.writer.take_cap_hits()
+    assert hits == {"devices_per_tile": 48, "attributes": 27, "event_ids": hits["event_ids"]} and hits["event_ids"] > 0
+    summary = store.summary("c", 3, at + 3600)
+    assert summary["engagement_metrics"]["device_usage"] == {"d0": 1, "d1": 1, "other": 48}
+    assert summary["metadata"] == {"k27": 27, "k28": 28, "k29": 29}  # the newest three attributes
+    # The oldest ids were forgotten: a re-sent early id counts again, a recent one is a duplicate.
+    again = [validate_event({**raw[80], "timestamp": at + 50}, now=NOW), validate_event(raw[119], now=NOW)]
+    assert store.apply(again) == ["a", "d"]
+
+
+def test_every_too_late_record_of_a_batch_is_remembered_for_a_replay(
+    redis_client: redis.Redis, key_prefix: str
+) -> None:
+    """A crash between the Redis write and the dead letters' ack replays the batch: every
+    too_late record of it must be judged too_late again (so it is dead-lettered), however many."""
+    new = {"type": "purchase", "customer_id": "c", "timestamp": BASE + 10 * 86400, "amount": 1}
+    old = [{"type": "purchase", "customer_id": "c", "timestamp": BASE + i, "amount": 1} for i in range(40)]
+    events = [validate_event(e, now=NOW) for e in [new, *old]]
+    store = RedisBackend(redis_client, SMALL, key_prefix, NOW, batch_size=100, cold_cache=True)
+    assert store.apply(events) == ["a"] + ["l"] * 40
+    store.next_offset = 0  # the replay
+    assert store.apply(events) == ["s"] + ["L"] * 40
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(raw=st.lists(raw_events(), min_size=1, max_size=80))
 def test_batch_boundaries_and_replays_leave_identical_bytes(

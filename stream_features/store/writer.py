@@ -93,6 +93,9 @@ class StateWriter:
             retention_tiles=settings.retention_tiles,
             tiles_per_day=settings.tiles_per_day,
             dedup_horizon_seconds=settings.dedup_horizon_seconds,
+            max_attributes=settings.max_attributes,
+            max_devices_per_tile=settings.max_devices_per_tile,
+            max_event_ids=settings.max_event_ids,
             key_ttl_seconds=ttl,
             # Redis Cluster cannot run one script over keys of several slots: one customer per call.
             customers_per_call=1 if self._cluster else max(1, customers_per_call),
@@ -117,12 +120,13 @@ class StateWriter:
         invalid: list[tuple[int, InvalidEvent]] = []
         skew = max_future_skew_seconds
         for index in batch.fallback():
+            data = records[index].value() or b""
             try:
-                event = decode_event(records[index].value() or b"", now=now, max_future_skew_seconds=skew)
+                _set_event(batch, index, decode_event(data, now=now, max_future_skew_seconds=skew))
             except InvalidEvent as exc:
                 invalid.append((index, exc))
-                continue
-            _set_event(batch, index, event)
+            except Exception as exc:  # the last resort: no record's bytes may stop the stream
+                invalid.append((index, InvalidEvent("internal_error", f"{type(exc).__name__}: {exc}"[:300], data)))
         batch.finish()
         return batch, invalid
 
@@ -169,6 +173,10 @@ class StateWriter:
     def close(self) -> None:
         """Stop the sender threads (the Redis client is the caller's)."""
         self._senders.shutdown(wait=True)
+
+    def take_cap_hits(self) -> dict[str, int]:
+        """Events that ran into each bounded-state cap since the last call (by cap name)."""
+        return self._core.take_cap_hits()
 
     def forget(self, customers: list[str]) -> None:
         """Drop cached states (their next use reloads from Redis)."""
