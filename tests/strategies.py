@@ -15,14 +15,16 @@ jitter = st.sampled_from([0.0, 0.5, -0.5, 1.0, -1.0, 1799.0, 0.000001, -0.000001
 timestamps = st.builds(lambda e, j: BASE + e + j, edges, jitter)
 amounts = st.one_of(st.sampled_from([0.0, 0.1, 19.99, 100.0]), st.floats(0, 1e6, allow_nan=False))
 event_ids = st.one_of(st.none(), st.sampled_from(["e1", "e2", "e3"]))
+attribute_names = st.sampled_from(["tier", "country"])
+device_names = st.sampled_from([None, "", "Mobile", " mobile ", "web", "tablet", "tv"])
 
 
 @st.composite
 def raw_events(
     draw: st.DrawFn,
     ids: st.SearchStrategy[str | None] = event_ids,
-    attribute_keys: st.SearchStrategy[str] = st.sampled_from(["tier", "country"]),
-    devices: st.SearchStrategy[str | None] = st.sampled_from([None, "", "Mobile", " mobile ", "web", "tablet", "tv"]),
+    attribute_keys: st.SearchStrategy[str] = attribute_names,
+    devices: st.SearchStrategy[str | None] = device_names,
 ) -> dict[str, Any]:
     kind = draw(st.sampled_from(["purchase", "session", "cart", "support", "profile"]))
     event: dict[str, Any] = {
