@@ -254,7 +254,10 @@ impl Core {
         Ok(py.detach(|| {
             let mut batch = Batch::with_capacity(slices.len());
             for (index, (value, (partition, offset))) in slices.iter().zip(positions).enumerate() {
-                let event = value.and_then(|data| wire::decode(data, now, max_future_skew_seconds));
+                // A panic on one record's bytes (a bug) must not stop the stream: Python judges it.
+                let event = value.and_then(|data| {
+                    std::panic::catch_unwind(|| wire::decode(data, now, max_future_skew_seconds)).ok().flatten()
+                });
                 if event.is_none() {
                     batch.fallback.push(index);
                 }

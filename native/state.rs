@@ -220,12 +220,8 @@ impl CustomerState {
         }
         let cap = settings.max_event_ids;
         if self.seen_event_ids.len() - forget.len() > cap {
-            let mut kept: Vec<(f64, &CompactString)> = self
-                .seen_event_ids
-                .iter()
-                .filter(|(id, _)| !forget.contains(*id))
-                .map(|(id, &at)| (at, id))
-                .collect();
+            let mut kept: Vec<(f64, &CompactString)> =
+                self.seen_event_ids.iter().filter(|(id, _)| !forget.contains(*id)).map(|(id, &at)| (at, id)).collect();
             let excess = kept.len() - cap;
             kept.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(b.1)));
             let oldest: Vec<CompactString> = kept[..excess].iter().map(|(_, id)| (*id).clone()).collect();

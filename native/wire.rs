@@ -170,9 +170,64 @@ fn device(field: &Option<Scalar>) -> Option<Option<CompactString>> {
     }
 }
 
+/// Deeper JSON is Python's to judge: serde skips unknown fields at any depth, while Python's
+/// decoder refuses very deep input (too_large), and the two must give one answer.
+const MAX_NESTING: usize = 64;
+
+/// Whether `[`/`{` nest deeper than `limit` outside strings. Counting the brackets first keeps
+/// the common case (one object, a few brackets) to one vectorised pass.
+fn nesting_deeper_than(data: &[u8], limit: usize) -> bool {
+    if data.iter().filter(|&&b| b == b'[' || b == b'{').count() <= limit {
+        return false;
+    }
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &byte in data {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if byte == b'\\' {
+                escaped = true;
+            } else if byte == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+/// Whether a string escapes a UTF-16 surrogate (`\uD800`..`\uDFFF`). serde skips an unknown
+/// field holding a lone one, Python's decoder refuses the message: Python decides those (an
+/// escaped pair, e.g. an emoji, is accepted by both, only more slowly).
+fn has_surrogate_escape(data: &[u8]) -> bool {
+    let mut at = 0;
+    while let Some(found) = data.get(at..).and_then(|rest| rest.iter().position(|&b| b == b'\\')) {
+        let slash = at + found;
+        if data.get(slash + 1) == Some(&b'u')
+            && matches!(data.get(slash + 2), Some(b'd' | b'D'))
+            && matches!(data.get(slash + 3), Some(b'8'..=b'9' | b'a'..=b'f' | b'A'..=b'F'))
+        {
+            return true;
+        }
+        at = slash + 2; // past the escaped character, so "\\ud800" (a backslash, then text) is no escape
+    }
+    false
+}
+
 /// Decode one Kafka message value, or `None` to let Python decide.
 pub fn decode(data: &[u8], now: f64, max_future_skew_seconds: f64) -> Option<Event> {
-    if data.len() > MAX_MESSAGE_BYTES {
+    if data.len() > MAX_MESSAGE_BYTES || nesting_deeper_than(data, MAX_NESTING) || has_surrogate_escape(data) {
         return None;
     }
     let raw: Raw = serde_json::from_slice(data).ok()?;
@@ -263,6 +318,30 @@ mod tests {
             (event.kind, event.customer_id.as_str(), event.timestamp, event.amount),
             (PURCHASE, "c1", 10.0, Some(5.0))
         );
+    }
+
+    #[test]
+    fn deep_json_is_left_to_python() {
+        let deep = format!(
+            r#"{{"type":"support","customer_id":"c","timestamp":1,"x":{}1{}}}"#,
+            "[".repeat(MAX_NESTING),
+            "]".repeat(MAX_NESTING)
+        );
+        assert_eq!(decode(deep.as_bytes(), 1e9, 0.0), None);
+        let quoted = format!(r#"{{"type":"support","customer_id":"c","timestamp":1,"x":"{}"}}"#, "[".repeat(200));
+        assert!(decode(quoted.as_bytes(), 1e9, 0.0).is_some());
+        assert!(!nesting_deeper_than(br#"{"a":"\"[[[["}"#, 2));
+    }
+
+    #[test]
+    fn surrogate_escapes_are_left_to_python() {
+        let lone = br#"{"type":"support","customer_id":"c","timestamp":1,"x":"\ud800"}"#;
+        assert_eq!(decode(lone, 1e9, 0.0), None);
+        let text = br#"{"type":"support","customer_id":"c","timestamp":1,"x":"\\ud800"}"#;
+        assert!(decode(text, 1e9, 0.0).is_some());
+        for tail in [&b"\\"[..], b"\\u", b"\\ud", b"x\\"] {
+            assert!(!has_surrogate_escape(tail));
+        }
     }
 
     #[test]

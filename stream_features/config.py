@@ -51,6 +51,9 @@ class ServiceConfig:
             "batch_max_bytes": self.batch_max_bytes,
             "tile_seconds": self.engine.tile_seconds,
             "retention_days": self.engine.retention_days,
+            "max_attributes": self.engine.max_attributes,
+            "max_devices_per_tile": self.engine.max_devices_per_tile,
+            "max_event_ids": self.engine.max_event_ids,
         }
 
     def with_overrides(self, **changes: Any) -> ServiceConfig:
@@ -85,6 +88,7 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
 
 
 def engine_settings_from_env(env: Mapping[str, str]) -> EngineSettings:
+    defaults = EngineSettings()
     thresholds = Thresholds()
     raw_thresholds = env.get("STREAM_FEATURES_THRESHOLDS")
     if raw_thresholds:
@@ -102,6 +106,9 @@ def engine_settings_from_env(env: Mapping[str, str]) -> EngineSettings:
         retention_days=_int(env, "STREAM_FEATURES_RETENTION_DAYS", 400),
         max_future_skew_seconds=_float(env, "STREAM_FEATURES_MAX_FUTURE_SKEW_SECONDS", 86400.0),
         dedup_horizon_seconds=_float(env, "STREAM_FEATURES_DEDUP_HORIZON_SECONDS", 7 * 86400.0),
+        max_attributes=_int(env, "STREAM_FEATURES_MAX_ATTRIBUTES", defaults.max_attributes),
+        max_devices_per_tile=_int(env, "STREAM_FEATURES_MAX_DEVICES_PER_TILE", defaults.max_devices_per_tile),
+        max_event_ids=_int(env, "STREAM_FEATURES_MAX_EVENT_IDS", defaults.max_event_ids),
         thresholds=thresholds,
     )
 

@@ -280,7 +280,7 @@ def fast_decode(data: bytes, *, now: float, max_future_skew_seconds: float) -> E
     if not customer_id.strip() or (len(customer_id) > 64 and len(customer_id.encode()) > MAX_CUSTOMER_ID_BYTES):
         return None
     stamp = wire.timestamp
-    timestamp = stamp if type(stamp) is float else datetime_to_unix(stamp)
+    timestamp = stamp + 0.0 if type(stamp) is float else datetime_to_unix(stamp)  # + 0.0: -0.0 is 0.0
     if not MIN_UNIX_SECONDS <= timestamp <= MAX_UNIX_SECONDS or timestamp > now + max_future_skew_seconds:
         return None
     event_id = wire.event_id or None

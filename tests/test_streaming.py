@@ -9,9 +9,11 @@ import time
 from collections.abc import Iterator
 
 import pytest
+import redis
 
 from stream_features.generate import GeneratorOptions, generate_events
 
+from .hostile import hostile_records
 from .streaming import Pipeline, assert_same_state, memory_engine, stop, wait_until
 
 pytestmark = pytest.mark.integration
@@ -244,3 +246,63 @@ def test_consumer_metrics_endpoint(pipeline: Pipeline) -> None:
         assert "stream_features_batch_seconds_count" in text
     finally:
         stop(consumer)
+
+
+def test_ten_thousand_hostile_records_never_stop_the_stream(pipeline: Pipeline) -> None:
+    """Poison pills mixed into live traffic (SPEC §5): the consumer keeps running, consumes to the
+    end, dead-letters every hostile record with its reason, and applies the valid ones exactly."""
+    hostile = hostile_records(10_000, seed=21)
+    valid = _events(6000, 400, seed=22)
+    rng = random.Random(23)
+    lines = [data for _, data in hostile] + valid
+    rng.shuffle(lines)
+    pipeline.produce_raw(lines)
+    consumer = pipeline.start_consumer("--exit-when-idle", "3")
+    assert consumer.wait(timeout=240) == 0, consumer.stderr.read().decode()[-3000:] if consumer.stderr else ""
+    pipeline.wait_all_committed(timeout=60)
+    now = time.time()
+    engine, reasons = memory_engine(lines, now)
+    assert sum(reasons.values()) >= len(hostile) and "internal_error" not in reasons
+    assert assert_same_state(engine, pipeline, as_of=now) > 350
+    letters = pipeline.dead_letters(sum(reasons.values()), timeout=120)
+    got: dict[str, int] = {}
+    for letter in letters:
+        reason = dict(letter.headers())["error.reason"].decode()
+        got[reason] = got.get(reason, 0) + 1
+    assert got == reasons
+    dead = {letter.value() for letter in letters}
+    assert all(data in dead for _, data in hostile)
+
+
+SPIN = """
+local started = redis.call('TIME')
+repeat
+  local now = redis.call('TIME')
+until (now[1] - started[1]) * 1000000 + (now[2] - started[2]) > tonumber(ARGV[1])
+return 1
+"""
+
+
+def test_redis_busy_with_a_long_script_is_waited_out(pipeline: Pipeline, redis_client: redis.Redis) -> None:
+    """BUSY replies (another client's long script) end by themselves: the consumer waits them
+    out and redoes the write, it neither dies nor skips."""
+    lines = _events(30000, 2000, seed=31)
+    pipeline.produce(lines)
+    previous = redis_client.config_get("busy-reply-threshold")["busy-reply-threshold"]
+    redis_client.config_set("busy-reply-threshold", 50)
+    spinner = redis.Redis.from_url(pipeline.redis_url)
+    consumer = pipeline.start_consumer("--batch-size", "300", "--exit-when-idle", "3")
+    try:
+        wait_until(lambda: pipeline.committed() > 0, timeout=60, what="first commit")
+        for _ in range(6):  # about 6 s of Redis answering BUSY to everyone else, in bursts
+            spinner.eval(SPIN, 0, 1_000_000)
+            time.sleep(0.2)
+        assert consumer.wait(timeout=180) == 0
+    finally:
+        redis_client.config_set("busy-reply-threshold", previous)
+        spinner.close()
+    stderr = consumer.stderr.read().decode() if consumer.stderr else ""
+    assert "BUSY" in stderr  # the bursts did hit the consumer's writes
+    now = time.time()
+    engine, _ = memory_engine(lines, now)
+    assert_same_state(engine, pipeline, as_of=now)
