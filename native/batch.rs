@@ -29,6 +29,7 @@ pub struct Batch {
     pub(crate) position: AHashMap<String, usize>,
     pub(crate) codes: Vec<u8>,
     pub(crate) next_offsets: Vec<(i32, i64)>,
+    pub(crate) first_offsets: Vec<(i32, i64)>,
 }
 
 #[pymethods]
@@ -125,6 +126,12 @@ impl Batch {
         self.next_offsets.iter().copied().collect()
     }
 
+    /// partition → offset of its first record in the batch.
+    #[getter]
+    fn first_offsets(&self) -> HashMap<i32, i64> {
+        self.first_offsets.iter().copied().collect()
+    }
+
     #[getter]
     fn newest_event_time(&self) -> f64 {
         self.events.iter().flatten().map(|e| e.timestamp).fold(f64::NEG_INFINITY, f64::max)
@@ -164,6 +171,7 @@ impl Batch {
             position: AHashMap::new(),
             codes: vec![0; count],
             next_offsets: Vec::new(),
+            first_offsets: Vec::new(),
         }
     }
 
@@ -174,7 +182,10 @@ impl Batch {
         // A partition's records arrive in offset order: the last one wins.
         match self.next_offsets.iter_mut().find(|(p, _)| *p == partition) {
             Some((_, next)) => *next = offset + 1,
-            None => self.next_offsets.push((partition, offset + 1)),
+            None => {
+                self.next_offsets.push((partition, offset + 1));
+                self.first_offsets.push((partition, offset));
+            }
         }
     }
 }

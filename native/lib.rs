@@ -370,6 +370,18 @@ impl Core {
         }
     }
 
+    /// Drop every cached state (Redis went back in time: the cache may be ahead of it).
+    fn forget_all(&mut self) {
+        self.cache.clear();
+    }
+
+    /// The name per-customer offsets are kept under (`"<name>:<partition>"`): the topic, or
+    /// the topic and an epoch once the topic was re-created (its offsets start again at 0).
+    fn rename_log(&mut self, name: String) {
+        self.topic = name;
+        self.sources.clear();
+    }
+
     #[getter]
     fn cached(&self) -> usize {
         self.cache.len()

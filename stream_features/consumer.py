@@ -7,7 +7,9 @@ Commit order, per batch (the whole guarantee rests on it):
    that also records the last offset applied per partition, so a redelivered record is
    recognised and skipped (a crash anywhere below repeats the batch harmlessly);
 3. deliver the dead letters (including events judged too_late) and wait for the acks;
-4. commit the batch's offsets to Kafka, synchronously.
+4. advance the partitions' watermarks in Redis (``resume.py``): where to resume, kept with the
+   state, so that Redis going back in time is replayed from Kafka, never lost;
+5. commit the batch's offsets to Kafka, synchronously (for lag and tooling).
 
 One batch is in flight at a time: while Redis applies batch N (a writer thread doing I/O only),
 the main thread decodes and prepares batch N+1; batch N is settled, dead-lettered and committed
@@ -30,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import redis
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicCollection, TopicPartition
 
 from ._native import Batch, Prepared
 from .config import ServiceConfig, redis_client
@@ -38,7 +40,9 @@ from .dead_letters import DeadLetter, DeadLetterProducer
 from .errors import ServiceUnavailable
 from .kafka_io import client_settings, ensure_topics, wait_for_kafka
 from .metrics import ConsumerMetrics
+from .resume import ResumePoints
 from .store.transient import is_transient
+from .store.watermarks import Watermarks
 from .store.writer import StateWriter
 
 log = logging.getLogger(__name__)
@@ -100,6 +104,15 @@ class FeatureConsumer:
         self._in_flight: _Batch | None = None
         self._assigned: set[int] = set()  # partitions this member owns now
         self._revocations = 0  # partitions revoked or lost so far (a change means: filter)
+        self._resume = ResumePoints(
+            Watermarks(self._redis, prefix=config.key_prefix, topic=config.topic),
+            self._writer,
+            self.metrics,
+            topic=config.topic,
+            retry=self._retry,
+        )
+        self._admin: Any = None
+        self._rolled_back = False  # Redis went back in time: replay before the next batch
         self._newest_event_time = float("-inf")
         self._idle_since = time.monotonic()
 
@@ -118,6 +131,8 @@ class FeatureConsumer:
                 time.sleep(min(2.0 * attempt, 5.0))
         admin = wait_for_kafka(self.config, attempts=startup_attempts)
         ensure_topics(admin, [self.config.topic, self.config.dlq_topic])
+        self._admin = admin
+        self._resume.adopt_log(self._topic_id())
         self._consumer = Consumer(
             client_settings(
                 self.config,
@@ -150,7 +165,17 @@ class FeatureConsumer:
             self._consumer = None
         self._redis.close()
 
-    def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _topic_id(self) -> str:
+        futures = self._admin.describe_topics(TopicCollection([self.config.topic]))
+        return str(futures[self.config.topic].result(timeout=30).topic_id)
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Each partition starts where Redis's state ends, whatever Kafka's commit says.
+        self._resume.starting_points(consumer, partitions)
+        try:
+            consumer.incremental_assign(partitions)
+        except KafkaException:  # an eager assignment strategy set through --kafka-option
+            consumer.assign(partitions)
         self._assigned.update(p.partition for p in partitions)
         self.metrics.rebalances.labels("assign").inc()
         self._idle_since = time.monotonic()  # idleness counts from holding partitions
@@ -161,12 +186,14 @@ class FeatureConsumer:
         # these partitions fetched but not yet processed are dropped (the new owner reads them).
         self._settle_in_flight()
         self._assigned.difference_update(p.partition for p in partitions)
+        self._resume.release([p.partition for p in partitions])
         self._revocations += 1
         self.metrics.rebalances.labels("revoke").inc()
         log.info("revoked %s", [p.partition for p in partitions])
 
     def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._assigned.difference_update(p.partition for p in partitions)
+        self._resume.release([p.partition for p in partitions])
         self._revocations += 1
         self.metrics.rebalances.labels("lost").inc()
         log.warning("lost %s", [p.partition for p in partitions])
@@ -183,6 +210,8 @@ class FeatureConsumer:
         gc.set_threshold(*THROUGHPUT_GC_THRESHOLDS)
         try:
             while not self.stop_event.is_set():
+                if self._rolled_back:
+                    self._rewind()
                 records = self._next_batch(self._consumer)
                 if not records:
                     self._settle_in_flight()
@@ -260,8 +289,14 @@ class FeatureConsumer:
     def process(self, records: list[Message]) -> None:
         """Decode and prepare a batch, settle the one in flight, then send this one."""
         batch = self._decode(records)
+        if self._resume.went_backwards(batch.events.first_offsets):
+            self._settle_in_flight()
+            self._resume.adopt_log(self._topic_id())  # a re-created topic starts a new epoch
         batch.prepared = self._retry("redis", lambda: self._writer.prepare(batch.events))
-        if self._settle_in_flight():
+        redone = self._settle_in_flight()
+        if self._rolled_back:
+            return  # this batch was read past what Redis holds now: it is read again after the replay
+        if redone:
             # The previous batch needed a retry: what this one was prepared on may be stale.
             self._writer.forget(batch.events.customers)
             batch.prepared = self._retry("redis", lambda: self._writer.prepare(batch.events))
@@ -301,6 +336,12 @@ class FeatureConsumer:
             conflicted = batch.events.customers
             self._writer.forget(conflicted)
         if conflicted:
+            # A refused compare-and-set is another writer (a rebalance) or Redis gone back in
+            # time (a restart from an older file, a failover, a wipe): redoing the write on a
+            # rolled-back state would put this batch before events Redis lost. Check first.
+            if self._resume.rolled_back():
+                self._rolled_back = True
+                return True
             self._retry("redis", lambda: self._writer.apply(batch.events, conflicted))
             redone = True
         letters = batch.letters
@@ -312,6 +353,9 @@ class FeatureConsumer:
                 self.metrics.dead_letters.labels(letter.reason).inc()
                 self.stats.by_reason[letter.reason] = self.stats.by_reason.get(letter.reason, 0) + 1
             self.stats.dead_letters += len(letters)
+        if not self._resume.advance(batch.events.next_offsets):
+            self._rolled_back = True  # Redis lost writes it had acknowledged: replay, commit nothing
+            return True
         self._commit(batch.events.next_offsets)
         self.stats.records += batch.events.records
         self.stats.batches += 1
@@ -319,6 +363,12 @@ class FeatureConsumer:
         self.metrics.batch_seconds.observe(time.perf_counter() - batch.started)
         self.metrics.last_batch_time.set(time.time())
         return redone
+
+    def _rewind(self) -> None:
+        """Replay every owned partition from what Redis holds now (see resume.py)."""
+        assert self._consumer is not None
+        self._rolled_back = False
+        self._resume.rewind(self._consumer)
 
     def _count(self, batch: _Batch) -> None:
         """Metrics and stats of a settled batch; too_late events join its dead letters."""

@@ -24,6 +24,9 @@ class ConsumerMetrics:
     rebalances: Counter
     retries: Counter
     caps_reached: Counter
+    rollbacks: Counter
+    records_replayed: Counter
+    topic_resets: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> ConsumerMetrics:
@@ -81,6 +84,19 @@ class ConsumerMetrics:
                 "Events that ran into a bounded-state cap (devices_per_tile, attributes, event_ids)",
                 ["cap"],
                 registry=r,
+            ),
+            rollbacks=Counter(
+                "stream_features_state_rollbacks",
+                "Times Redis was found behind what this consumer had written or Kafka had committed",
+                registry=r,
+            ),
+            records_replayed=Counter(
+                "stream_features_records_replayed",
+                "Records read again from Kafka because Redis went back in time",
+                registry=r,
+            ),
+            topic_resets=Counter(
+                "stream_features_topic_resets", "Times the topic was found re-created (a new log)", registry=r
             ),
         )
 

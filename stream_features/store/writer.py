@@ -182,6 +182,14 @@ class StateWriter:
         """Drop cached states (their next use reloads from Redis)."""
         self._core.forget(customers)
 
+    def forget_all(self) -> None:
+        """Drop every cached state (after Redis went back in time, the cache may be ahead of it)."""
+        self._core.forget_all()
+
+    def rename_log(self, name: str) -> None:
+        """Keep per-customer offsets under ``name`` from now on (a re-created topic is a new log)."""
+        self._core.rename_log(name)
+
     def prepare(self, batch: Batch, customers: list[str] | None = None) -> Prepared:
         """Load what is not cached, apply the events and build the compare-and-set calls."""
         try:

@@ -1,0 +1,171 @@
+"""Where each partition resumes: from what Redis holds, not from Kafka's commit (SPEC §5).
+
+The consumer asks this object where to start a partition it is assigned, tells it each settled
+batch, and asks it whether Redis went back in time; the offsets themselves live in Redis next to
+the state (``store/watermarks.py`` explains why that order is safe). Kafka commits stay, for lag
+and tooling, and are compared with Redis's watermark to say when a rollback is replayed.
+
+A topic deleted and re-created under the same name is a new log: its offsets start at 0 again,
+below every per-customer offset of the old one. The topic id (KIP-516) tells them apart; a new
+id starts a new epoch, and per-customer offsets are kept under ``<topic>~<epoch>`` from then on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TypeVar
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+
+from .metrics import ConsumerMetrics
+from .store.watermarks import Watermarks
+from .store.writer import StateWriter
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+Retry = Callable[[str, Callable[[], T]], T]
+
+
+def log_name(topic: str, epoch: int) -> str:
+    """The name per-customer offsets are kept under for a topic's epoch (0: the topic itself)."""
+    return topic if epoch == 0 else f"{topic}~{epoch}"
+
+
+class ResumePoints:
+    """Resume offsets of the partitions this consumer owns, checked against Redis."""
+
+    def __init__(
+        self,
+        watermarks: Watermarks,
+        writer: StateWriter,
+        metrics: ConsumerMetrics,
+        *,
+        topic: str,
+        retry: Callable[[str, Callable[[], object]], object],
+    ) -> None:
+        self._watermarks = watermarks
+        self._writer = writer
+        self._metrics = metrics
+        self._topic = topic
+        self._retry = retry
+        self.topic_id: str | None = None
+        self._epoch = 0
+        self._expected: dict[int, int | None] = {}  # what Redis holds for each owned partition
+        self._position: dict[int, int] = {}  # next offset after the last settled batch
+
+    # ----- the log ---------------------------------------------------------------------------
+
+    def adopt_log(self, topic_id: str) -> None:
+        """Match the stored offsets to the topic: a new topic id starts a new epoch."""
+        stored_id, epoch = self._call(self._watermarks.log_identity)
+        if stored_id is None:  # first run, or Redis was wiped: a fresh log at this epoch
+            self._call(lambda: self._watermarks.start_log(topic_id, epoch))
+        elif stored_id != topic_id:
+            epoch += 1
+            log.warning(
+                "topic %s was re-created (id %s, was %s): a new log, epoch %d; its records are applied from "
+                "its first offset",
+                self._topic,
+                topic_id,
+                stored_id,
+                epoch,
+            )
+            self._metrics.topic_resets.inc()
+            self._call(lambda: self._watermarks.start_log(topic_id, epoch))
+            self._expected = dict.fromkeys(self._expected)
+            self._position.clear()
+        self.topic_id, self._epoch = topic_id, epoch
+        self._writer.rename_log(log_name(self._topic, epoch))
+
+    def went_backwards(self, first_offsets: dict[int, int]) -> bool:
+        """A batch starts below where its partition was: only a new log (or a seek) does that."""
+        return any(first < self._position.get(p, first) for p, first in first_offsets.items())
+
+    # ----- assignment ------------------------------------------------------------------------
+
+    def starting_points(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Set each newly owned partition's offset to Redis's watermark (none: the earliest)."""
+        owned = [tp.partition for tp in partitions]
+        stored = self._call(lambda: self._watermarks.read(owned))
+        try:
+            committed = {tp.partition: tp.offset for tp in consumer.committed(partitions, timeout=10)}
+        except KafkaException as exc:
+            log.warning("committed offsets unavailable (%s): rollbacks are still replayed, only not counted", exc)
+            committed = {}
+        for tp in partitions:
+            mark = stored.get(tp.partition)
+            tp.offset = OFFSET_BEGINNING if mark is None else mark
+            self._expected[tp.partition] = mark
+            if mark is not None:
+                self._position[tp.partition] = mark
+            kafka = committed.get(tp.partition, -1)
+            if kafka >= 0 and (mark is None or mark < kafka):
+                self._report_rollback(tp.partition, mark, kafka, consumer)
+
+    def release(self, partitions: list[int]) -> None:
+        for partition in partitions:
+            self._expected.pop(partition, None)
+            self._position.pop(partition, None)
+
+    # ----- batches ---------------------------------------------------------------------------
+
+    def advance(self, next_offsets: dict[int, int]) -> bool:
+        """Record a settled batch in Redis; False when Redis no longer holds what we last saw."""
+        expected = {p: self._expected.get(p) for p in next_offsets}
+        if not self._call(lambda: self._watermarks.advance(expected, next_offsets)):
+            return False
+        self._expected.update(next_offsets)
+        self._position.update(next_offsets)
+        return True
+
+    def rolled_back(self) -> bool:
+        """Whether Redis holds other watermarks than this consumer last saw (checked after a
+        failed or refused write, before redoing it on a state that may have gone back)."""
+        owned = list(self._expected)
+        stored = self._call(lambda: self._watermarks.read(owned))
+        return any(stored.get(p) != mark for p, mark in self._expected.items())
+
+    def rewind(self, consumer: Consumer) -> None:
+        """Redis went back in time: forget every cached state and replay each owned partition
+        from the watermark Redis holds now (none: from the earliest retained offset)."""
+        self._writer.forget_all()
+        owned = list(self._expected)
+        stored = self._call(lambda: self._watermarks.read(owned))
+        for partition in owned:
+            mark = stored.get(partition)
+            was = self._position.get(partition)
+            if was is not None:
+                self._report_rollback(partition, mark, was, consumer)
+            consumer.seek(TopicPartition(self._topic, partition, OFFSET_BEGINNING if mark is None else mark))
+            self._expected[partition] = mark
+            if mark is None:
+                self._position.pop(partition, None)
+            else:
+                self._position[partition] = mark
+
+    # ----- helpers ---------------------------------------------------------------------------
+
+    def _report_rollback(self, partition: int, mark: int | None, ahead: int, consumer: Consumer) -> None:
+        start = mark
+        if start is None:
+            try:
+                start, _ = consumer.get_watermark_offsets(TopicPartition(self._topic, partition), timeout=5)
+            except KafkaException:
+                start = 0
+        replayed = max(ahead - start, 0)
+        if replayed == 0:
+            return
+        log.warning(
+            "Redis went back in time: partition %d holds state up to offset %s, %d records behind offset %d; "
+            "replaying them from Kafka",
+            partition,
+            "none (empty)" if mark is None else mark,
+            replayed,
+            ahead,
+        )
+        self._metrics.rollbacks.inc()
+        self._metrics.records_replayed.inc(replayed)
+
+    def _call(self, call: Callable[[], T]) -> T:
+        return self._retry("redis", call)  # type: ignore[return-value]

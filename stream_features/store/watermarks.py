@@ -1,0 +1,117 @@
+"""Where to resume: per-partition applied watermarks kept in Redis, with the state they describe.
+
+Redis may go back in time (a crash without fsync, a failover to a replica that lagged, a restore
+from a backup, a FLUSHALL); the features may not (SPEC §5). So the consumer resumes each
+partition from the offset recorded *in Redis*, not from Kafka's commit: whatever point Redis
+rolls back to, its watermark describes exactly the state it holds, and replaying from there
+loses nothing (per-customer offsets skip what the state already has).
+
+Why the order holds: the consumer writes a batch's watermark only after every state write of
+that batch has been acknowledged (all four connections' replies read) and its dead letters
+acknowledged by Kafka. Redis executes commands in the order it receives them and logs and
+replicates them in that order, so any prefix of its history (an AOF cut short, a replica that
+lagged, a snapshot) that holds a watermark holds every state write before it.
+
+The watermark is advanced by compare-and-set on the value this consumer last read or wrote: a
+value that changed under it (missing after a wipe, lower after a rollback) is a rollback, and
+the consumer replays from what Redis holds. In Redis Cluster a shard can roll back on its own,
+so each primary holds its own watermark key (a hash tag chosen to land on it) and the resume
+point is the minimum across them.
+
+Layout, one hash per key ``<prefix>:offsets:{<topic>[:<n>]}``: ``p:<partition>`` next offset to
+read, ``topic_id`` the Kafka topic id the offsets belong to, ``epoch`` how many times the topic
+was re-created (README "Redis key layout").
+"""
+
+from __future__ import annotations
+
+import redis
+from redis.cluster import RedisCluster
+
+# KEYS: one watermark hash. ARGV: triples (partition field, expected value or "" for none, new
+# value). Sets every new value and returns 1 when each field holds its expected value (or
+# already the new one: a retry after a lost reply); else changes nothing and returns 0.
+_ADVANCE = """
+local set = {}
+for i = 1, #ARGV, 3 do
+  local current = redis.call('HGET', KEYS[1], ARGV[i]) or ''
+  if current ~= ARGV[i + 1] and current ~= ARGV[i + 2] then return 0 end
+  set[#set + 1] = ARGV[i]
+  set[#set + 1] = ARGV[i + 2]
+end
+if #set > 0 then redis.call('HSET', KEYS[1], unpack(set)) end
+return 1
+"""
+
+
+def _field(partition: int) -> str:
+    return f"p:{partition}"
+
+
+class Watermarks:
+    """The per-partition watermarks of one topic in one Redis (or Redis Cluster)."""
+
+    def __init__(self, client: redis.Redis | RedisCluster, *, prefix: str, topic: str) -> None:
+        self._client = client
+        self._advance = client.register_script(_ADVANCE)
+        base = f"{prefix}:offsets:{{{topic.replace('{', '%7B').replace('}', '%7D')}"
+        self.keys = _shard_keys(client, base) if isinstance(client, RedisCluster) else [base + "}"]
+
+    def read(self, partitions: list[int]) -> dict[int, int | None]:
+        """The lowest watermark each partition has across the keys; None where a key has none."""
+        found: dict[int, int | None] = {}
+        fields = [_field(p) for p in partitions]
+        for key in self.keys:
+            values = self._client.hmget(key, fields) if fields else []
+            for partition, raw in zip(partitions, values, strict=True):
+                value = None if raw is None else int(raw)
+                if partition not in found:
+                    found[partition] = value
+                else:
+                    current = found[partition]
+                    found[partition] = None if current is None or value is None else min(current, value)
+        return found
+
+    def advance(self, expected: dict[int, int | None], new: dict[int, int]) -> bool:
+        """Set ``new`` where every key still holds ``expected`` for those partitions.
+
+        False means a key held something else: Redis went back in time (or was wiped).
+        """
+        args: list[str] = []
+        for partition, value in new.items():
+            before = expected.get(partition)
+            args += [_field(partition), "" if before is None else str(before), str(value)]
+        if not args:
+            return True
+        held = True
+        for key in self.keys:  # every shard, even when one refuses: the others move on
+            held = bool(self._advance(keys=[key], args=args)) and held
+        return held
+
+    def log_identity(self) -> tuple[str | None, int]:
+        """The topic id the stored offsets belong to, and the topic's epoch (0 when unknown)."""
+        raw_id, raw_epoch = self._client.hmget(self.keys[0], ["topic_id", "epoch"])
+        topic_id = raw_id.decode() if isinstance(raw_id, bytes) else raw_id
+        return topic_id, int(raw_epoch or 0)
+
+    def start_log(self, topic_id: str, epoch: int) -> None:
+        """Record a (new) log: its topic id and epoch, with no partition watermarks yet."""
+        for key in self.keys:
+            pipe = self._client.pipeline(transaction=False)
+            pipe.delete(key)
+            pipe.hset(key, mapping={"topic_id": topic_id, "epoch": str(epoch)})
+            pipe.execute()
+
+
+def _shard_keys(client: RedisCluster, base: str) -> list[str]:
+    """One key per primary: the first ``<base>:<n>}`` whose slot that primary serves."""
+    primaries = {node.name for node in client.get_primaries()}  # type: ignore[no-untyped-call]
+    keys: dict[str, str] = {}
+    for n in range(100_000):
+        if len(keys) == len(primaries):
+            break
+        key = f"{base}:{n}}}"
+        node = client.get_node_from_key(key)  # type: ignore[no-untyped-call]
+        if node is not None and node.name in primaries and node.name not in keys:
+            keys[node.name] = key
+    return sorted(keys.values())

@@ -1,0 +1,67 @@
+"""A Redis server of one test's own (fault tests kill, restore and wipe it), from the same
+redis-server binary and settings as deploy/redis.sh, on a free loopback port."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+
+from .services import ROOT, run_deploy
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class PrivateRedis:
+    def __init__(self, directory: Path, *extra: str) -> None:
+        if not shutil.which("redis-server"):
+            run_deploy("redis.sh", "install")
+        self.directory = directory
+        self.port = free_port()
+        self.extra = extra
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def data(self) -> Path:
+        return self.directory / "data"
+
+    def start(self) -> PrivateRedis:
+        self.data.mkdir(parents=True, exist_ok=True)
+        command = ["redis-server", str(ROOT / "deploy" / "redis.conf"), "--port", str(self.port)]
+        command += ["--dir", str(self.data), "--save", "", *self.extra]
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis(port=self.port, socket_timeout=1)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if client.ping():
+                    return self
+            except redis.RedisError:
+                time.sleep(0.1)
+        raise RuntimeError(f"private Redis on {self.port} did not start")
+
+    def kill(self) -> None:
+        """SIGKILL: what a crash or a lost machine does."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+    def snapshot(self, to: Path) -> None:
+        """Copy the data files as they are now, while Redis runs (a backup, or a replica's view)."""
+        shutil.copytree(self.data, to)
+
+    def restore(self, source: Path) -> None:
+        shutil.rmtree(self.data)
+        shutil.copytree(source, self.data)
