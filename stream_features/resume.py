@@ -156,11 +156,12 @@ class ResumePoints:
         replayed = max(ahead - start, 0)
         if replayed == 0:
             return
+        held = "no state" if mark is None else f"state up to offset {mark}"
         log.warning(
-            "Redis went back in time: partition %d holds state up to offset %s, %d records behind offset %d; "
-            "replaying them from Kafka",
+            "Redis went back in time: for partition %d it holds %s, %d records behind offset %d; replaying them "
+            "from Kafka",
             partition,
-            "none (empty)" if mark is None else mark,
+            held,
             replayed,
             ahead,
         )

@@ -3,6 +3,7 @@ redis-server binary and settings as deploy/redis.sh, on a free loopback port."""
 
 from __future__ import annotations
 
+import random
 import shutil
 import socket
 import subprocess
@@ -14,10 +15,23 @@ import redis
 from .services import ROOT, run_deploy
 
 
-def free_port() -> int:
+def _free(port: int) -> bool:
     with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    """A free port below 45536 whose cluster bus port (+10000) is free too (Redis Cluster needs both)."""
+    rng = random.Random()
+    for _ in range(1000):
+        port = rng.randrange(20000, 35536)
+        if _free(port) and _free(port + 10000):
+            return port
+    raise RuntimeError("no free loopback port pair")
 
 
 class PrivateRedis:
@@ -40,7 +54,7 @@ class PrivateRedis:
     def start(self) -> PrivateRedis:
         self.data.mkdir(parents=True, exist_ok=True)
         command = ["redis-server", str(ROOT / "deploy" / "redis.conf"), "--port", str(self.port)]
-        command += ["--dir", str(self.data), "--save", "", *self.extra]
+        command += ["--dir", str(self.data), "--save", "", "--logfile", str(self.directory / "redis.log"), *self.extra]
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = redis.Redis(port=self.port, socket_timeout=1)
         deadline = time.monotonic() + 30
@@ -50,7 +64,8 @@ class PrivateRedis:
                     return self
             except redis.RedisError:
                 time.sleep(0.1)
-        raise RuntimeError(f"private Redis on {self.port} did not start")
+        log = (self.directory / "redis.log").read_text()[-2000:]
+        raise RuntimeError(f"private Redis on {self.port} did not start:\n{log}")
 
     def kill(self) -> None:
         """SIGKILL: what a crash or a lost machine does."""

@@ -95,6 +95,8 @@ class Pipeline:
     def start_consumer(self, *extra: str, redis_url: str | None = None) -> subprocess.Popen[bytes]:
         command = [
             sys.executable,
+            "-X",
+            "faulthandler",
             "-m",
             "stream_features",
             "consume",
