@@ -20,6 +20,7 @@ from .config import ServiceConfig
 from .errors import CohortTooLarge, InvalidQuery
 from .events import MAX_CUSTOMER_ID_BYTES
 from .metrics import ApiMetrics
+from .store.clients import async_client
 from .store.reader import MAX_COHORT_SIZE, AsyncFeatureReader
 
 log = logging.getLogger(__name__)
@@ -66,10 +67,8 @@ def create_app(
     clock: Callable[[], float] = time.time,
 ) -> FastAPI:
     """Build the app. ``redis_client`` (redis.asyncio) defaults to one from ``config.redis_url``."""
-    client = redis_client or (
-        aioredis.RedisCluster.from_url(config.redis_url)
-        if config.redis_cluster
-        else aioredis.Redis.from_url(config.redis_url, socket_timeout=2, socket_connect_timeout=2)
+    client = redis_client or async_client(
+        config.redis_url, cluster=config.redis_cluster, socket_timeout=2, socket_connect_timeout=2
     )
     reader = AsyncFeatureReader(client, config.engine, prefix=config.key_prefix, clock=clock)
     metrics = ApiMetrics.create()

@@ -62,9 +62,10 @@ class ServiceConfig:
 
 def _mask_url(url: str) -> str:
     scheme, sep, rest = url.partition("://")
-    if "@" not in rest:
-        return url
-    return f"{scheme}{sep}***@{rest.rpartition('@')[2]}"
+    rest, _, query = rest.partition("?")
+    if "@" in rest:
+        rest = f"***@{rest.rpartition('@')[2]}"
+    return f"{scheme}{sep}{rest}" + ("?***" if query else "")
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -138,10 +139,8 @@ def config_from_env(env: Mapping[str, str] | None = None) -> ServiceConfig:
 
 
 def redis_client(config: ServiceConfig, **kwargs: Any) -> Any:
-    """A redis-py client (or cluster client) for the configured URL; auth/TLS come from the URL."""
-    import redis
-    from redis.cluster import RedisCluster
+    """A redis-py client for the configured URL: one server, a Cluster or a Sentinel-managed
+    primary (``store/clients.py``); auth and TLS come from the URL."""
+    from .store.clients import sync_client
 
-    if config.redis_cluster:
-        return RedisCluster.from_url(config.redis_url, **kwargs)
-    return redis.Redis.from_url(config.redis_url, **kwargs)
+    return sync_client(config.redis_url, cluster=config.redis_cluster, **kwargs)

@@ -80,3 +80,58 @@ class PrivateRedis:
     def restore(self, source: Path) -> None:
         shutil.rmtree(self.data)
         shutil.copytree(source, self.data)
+
+
+class PrivateSentinels:
+    """Three Redis Sentinels watching one primary as service ``name`` (quorum 2, 1 s down-after)."""
+
+    def __init__(self, directory: Path, primary: PrivateRedis, name: str = "sf") -> None:
+        self.directory = directory
+        self.primary = primary
+        self.name = name
+        self.ports = [free_port() for _ in range(3)]
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def url(self) -> str:
+        return "redis+sentinel://" + ",".join(f"127.0.0.1:{p}" for p in self.ports) + f"/{self.name}"
+
+    def start(self) -> PrivateSentinels:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        for port in self.ports:
+            config = self.directory / f"sentinel-{port}.conf"  # Sentinel rewrites its file: one each
+            config.write_text(
+                f"port {port}\nbind 127.0.0.1\ndir {self.directory}\nlogfile {self.directory}/sentinel-{port}.log\n"
+                f"sentinel monitor {self.name} 127.0.0.1 {self.primary.port} 2\n"
+                f"sentinel down-after-milliseconds {self.name} 1000\n"
+                f"sentinel failover-timeout {self.name} 5000\n"
+            )
+            self.processes.append(
+                subprocess.Popen(
+                    ["redis-server", str(config), "--sentinel"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+                )
+            )
+        return self
+
+    def primary_port(self) -> int | None:
+        """The primary's port as the sentinels see it now (first that answers)."""
+        for port in self.ports:
+            try:
+                address = redis.Redis(port=port, socket_timeout=1).sentinel_get_master_addr_by_name(self.name)
+            except redis.RedisError:
+                continue
+            if address:
+                return int(address[1])
+        return None
+
+    def replicas_known(self) -> int:
+        try:
+            return len(redis.Redis(port=self.ports[0], socket_timeout=1).sentinel_slaves(self.name))
+        except redis.RedisError:
+            return 0
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=10)

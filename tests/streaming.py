@@ -177,7 +177,9 @@ class Pipeline:
         return found
 
     def reader(self, settings: EngineSettings | None = None) -> FeatureReader:
-        return FeatureReader(redis.Redis.from_url(self.redis_url), settings, prefix=self.prefix)
+        from stream_features.store.clients import sync_client
+
+        return FeatureReader(sync_client(self.redis_url), settings, prefix=self.prefix)
 
 
 def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 30) -> int:

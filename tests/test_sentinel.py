@@ -1,0 +1,70 @@
+"""Sentinel failover to a replica that lagged, mid-ingest (SPEC §5: Redis may go back in time,
+the features may not). A primary, a replica and three sentinels of the test's own, from the same
+redis-server as deploy/; the consumer and the reader reach Redis through the sentinels."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from stream_features.generate import GeneratorOptions, generate_events
+
+from .private_redis import PrivateRedis, PrivateSentinels
+from .streaming import Pipeline, assert_same_state, memory_engine, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def replicated(tmp_path: Path) -> Iterator[tuple[PrivateRedis, PrivateRedis, PrivateSentinels]]:
+    primary = PrivateRedis(tmp_path / "primary").start()
+    replica = PrivateRedis(tmp_path / "replica", "--replicaof", "127.0.0.1", str(primary.port)).start()
+    sentinels = PrivateSentinels(tmp_path / "sentinels", primary).start()
+    try:
+        wait_until(lambda: sentinels.replicas_known() == 1, timeout=60, what="sentinels see the replica")
+        yield primary, replica, sentinels
+    finally:
+        if replica.process is not None and replica.process.poll() is None:
+            os.kill(replica.process.pid, signal.SIGCONT)
+        sentinels.stop()
+        replica.kill()
+        primary.kill()
+
+
+def test_failover_to_a_lagging_replica_mid_ingest_loses_nothing(
+    replicated: tuple[PrivateRedis, PrivateRedis, PrivateSentinels], kafka_bootstrap: str
+) -> None:
+    primary, replica, sentinels = replicated
+    pipeline = Pipeline.fresh(kafka_bootstrap, sentinels.url, "sf")
+    now = time.time()
+    options = GeneratorOptions(customers=3000, events=60000, start=now - 90 * 86400, end=now - 60, seed=61)
+    lines = list(generate_events(options))
+    pipeline.produce(lines)
+    consumer = pipeline.start_consumer("--batch-size", "1500", "--exit-when-idle", "4")
+    try:
+        wait_until(lambda: pipeline.committed() > 12000, timeout=120, what="some ingested")
+        assert replica.process is not None
+        os.kill(replica.process.pid, signal.SIGSTOP)  # the replica falls behind
+        before = pipeline.committed()
+        wait_until(lambda: pipeline.committed() > before + 6000, timeout=60, what="ingest while the replica lags")
+        primary.kill()  # what the replica had not received is gone
+        os.kill(replica.process.pid, signal.SIGCONT)
+        wait_until(lambda: sentinels.primary_port() == replica.port, timeout=60, what="failover to the replica")
+        assert consumer.wait(timeout=240) == 0
+    except subprocess.TimeoutExpired:
+        consumer.kill()
+        raise
+    finally:
+        pipeline.cleanup()
+    stderr = consumer.stderr.read().decode() if consumer.stderr else ""
+    assert "went back in time" in stderr, stderr[-3000:]
+    assert redis.Redis(port=replica.port).role()[0] == b"master"
+    engine, _ = memory_engine(lines, time.time())
+    assert assert_same_state(engine, pipeline, as_of=time.time()) > 2000
