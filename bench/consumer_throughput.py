@@ -14,6 +14,7 @@ import argparse
 import os
 import time
 import uuid
+from dataclasses import replace
 
 import redis
 from confluent_kafka import Consumer, TopicPartition
@@ -116,6 +117,11 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--naive-events", type=int, default=50_000)
     parser.add_argument("--batch-size", type=int, default=ServiceConfig().batch_size)
+    parser.add_argument(
+        "--fsync",
+        default="everysec,always",
+        help="Redis appendfsync policies to run ours under, in order (the first is deploy/redis.conf's)",
+    )
     args = parser.parse_args()
     run_id = uuid.uuid4().hex[:8]
     config = ServiceConfig(
@@ -134,23 +140,32 @@ def main() -> None:
     produced = produce_lines(lines, config, total=args.events)
     assert committed_end(config) == produced
     client = redis.Redis.from_url(config.redis_url)
-    memory_before = client.info("memory")["used_memory"]
-    ours = run_ours(config, produced)
-    memory_after = client.info("memory")["used_memory"]
+    shipped = client.config_get("appendfsync")["appendfsync"]
+    ours: dict[str, dict[str, float]] = {}
+    memory_per_customer = 0
+    try:
+        for index, policy in enumerate(args.fsync.split(",")):
+            client.config_set("appendfsync", policy)
+            run = replace(config, group_id=f"{config.group_id}-{index}", key_prefix=f"{config.key_prefix}-{index}")
+            memory_before = client.info("memory")["used_memory"]
+            ours[f"{index + 1}: {policy}"] = run_ours(run, produced)
+            memory_per_customer = round((client.info("memory")["used_memory"] - memory_before) / args.customers)
+            for key in client.scan_iter(match=f"{run.key_prefix}:*", count=5000):
+                client.delete(key)
+    finally:
+        client.config_set("appendfsync", shipped)
     naive = run_naive(config, min(args.naive_events, produced))
-    for key in client.scan_iter(match=f"{config.key_prefix}:*", count=5000):
-        client.delete(key)
+    first = next(iter(ours.values()))
     write_results(
         "consumer_throughput",
         {
             "events": produced,
             "customers": args.customers,
             "batch_size": args.batch_size,
-            "ours": ours,
+            "ours_by_appendfsync": ours,
             "naive_one_call_per_event": naive,
-            "speedup_vs_naive": round(ours["events_per_s"] / naive["events_per_s"], 1),
-            "redis_memory_bytes_per_customer": round((memory_after - memory_before) / args.customers),
-            "redis_appendfsync": client.config_get("appendfsync").get("appendfsync"),
+            "speedup_vs_naive": round(first["events_per_s"] / naive["events_per_s"], 1),
+            "redis_memory_bytes_per_customer": memory_per_customer,
         },
     )
 

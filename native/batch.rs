@@ -105,6 +105,11 @@ impl Batch {
         ))
     }
 
+    /// The record indexes of one customer's events, in record order (empty if none).
+    fn records_of(&self, customer: &str) -> Vec<u32> {
+        self.position.get(customer).map_or_else(Vec::new, |&at| self.records_of[at].clone())
+    }
+
     /// One outcome code per record ("-": invalid, or not written yet).
     fn codes(&self) -> String {
         self.codes.iter().map(|&code| if code == 0 { '-' } else { char::from(code) }).collect()

@@ -53,6 +53,10 @@ impl Default for StoredCustomer {
 #[derive(Debug)]
 pub struct CorruptState(pub String);
 
+/// The layout this release reads and writes. A customer's tiles hash without an `fv` field is
+/// in this layout; a later layout will write its own number there (README, key layout).
+pub const STORED_FORMAT_VERSION: &str = "1";
+
 fn number(value: &Value) -> Option<Number> {
     match value {
         Value::Integer(v) => v.as_i64().map(Number::Int),
@@ -80,9 +84,17 @@ impl StoredCustomer {
                     text(index).parse().map_err(|_| CorruptState(format!("tile field {}", text(field))))?;
                 let tile = Tile::decode(raw).ok_or_else(|| CorruptState(format!("tile {index}")))?;
                 state.tiles.insert(index, tile);
+            } else if field == b"fv" && raw != STORED_FORMAT_VERSION.as_bytes() {
+                return Err(CorruptState(format!(
+                    "stored format version {} (this release reads {STORED_FORMAT_VERSION})",
+                    text(raw)
+                )));
             } else if let Some(key) = field.strip_prefix(b"a:") {
-                let stamp = raw.split(|&b| b == b' ').next().unwrap_or_default();
-                let at: f64 = text(stamp).parse().map_err(|_| CorruptState(format!("attribute {}", text(key))))?;
+                let corrupt = || CorruptState(format!("attribute {}", text(key)));
+                let space = raw.iter().position(|&b| b == b' ').ok_or_else(corrupt)?;
+                let at: f64 = text(&raw[..space]).parse().map_err(|_| corrupt())?;
+                // The JSON is the readers' business, but a state they cannot read is unreadable.
+                serde_json::from_slice::<serde::de::IgnoredAny>(&raw[space + 1..]).map_err(|_| corrupt())?;
                 state.attributes.insert(text(key), (at, raw.to_vec()));
             }
         }

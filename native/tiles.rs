@@ -128,6 +128,12 @@ impl Tile {
             }
             let value = f64::from_le_bytes(data.get(at..at + 8)?.try_into().ok()?);
             at += 8;
+            // Bytes it could not have written (as tiles.py's decode_tile): non-finite numbers,
+            // counts that are not whole numbers.
+            let is_sum = matches!(bit, 2 | 3 | 5 | 8 | 10);
+            if !value.is_finite() || (!is_sum && (value < 0.0 || value.fract() != 0.0)) {
+                return None;
+            }
             match bit {
                 0 => tile.n = value as u64,
                 1 => tile.pc = value as u64,

@@ -17,7 +17,7 @@ from prometheus_client import generate_latest
 from pydantic import BaseModel, Field
 
 from .config import ServiceConfig
-from .errors import CohortTooLarge, InvalidQuery
+from .errors import CohortTooLarge, InvalidQuery, StateUnreadable
 from .events import MAX_CUSTOMER_ID_BYTES
 from .metrics import ApiMetrics
 from .store.clients import async_client
@@ -103,6 +103,13 @@ def create_app(
     @app.exception_handler(InvalidQuery)
     async def bad_query(_request: Request, exc: InvalidQuery) -> JSONResponse:
         return _error(400, "invalid_query", str(exc))
+
+    @app.exception_handler(StateUnreadable)
+    async def unreadable(_request: Request, exc: StateUnreadable) -> JSONResponse:
+        # 409: the request is fine, the stored state is not; retrying does not help, a repair does.
+        log.warning("%s", exc)
+        message = f"{exc}; repair it with: stream-features repair CUSTOMER_ID"
+        return _error(409, "state_unreadable", message)
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -106,6 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
     produce.add_argument("file", help="JSONL file, or - for standard input")
     produce.add_argument("--no-progress", action="store_true")
 
+    repair = sub.add_parser(
+        "repair", help="rebuild one customer from what Kafka still holds (e.g. after its state became unreadable)"
+    )
+    _add_connection_flags(repair)
+    repair.add_argument("customer_id")
+    repair.add_argument("--no-progress", action="store_true")
+
     generate = sub.add_parser("generate", help="write realistic synthetic events as JSONL")
     generate.add_argument("--customers", type=_positive_int, default=1000)
     generate.add_argument("--events", type=_positive_int, default=20000)
@@ -164,6 +171,14 @@ def _cmd_consume(args: argparse.Namespace) -> int:
     consumer.start()
     stats = consumer.run(exit_when_idle_seconds=args.exit_when_idle)
     print(json.dumps(describe_state(stats)), file=sys.stderr)
+    return 0
+
+
+def _cmd_repair(args: argparse.Namespace) -> int:
+    from .repair import repair_customer
+
+    report = repair_customer(_config(args), args.customer_id, show_progress=not args.no_progress)
+    print(json.dumps(report.__dict__))
     return 0
 
 
@@ -292,4 +307,5 @@ _COMMANDS = {
     "features": _cmd_features,
     "produce": _cmd_produce,
     "generate": _cmd_generate,
+    "repair": _cmd_repair,
 }

@@ -65,6 +65,7 @@ class _Batch:
     started: float
     prepared: Prepared | None = None
     written: Future[list[str | None]] | None = None
+    quarantined: set[int] = field(default_factory=set)  # records dead-lettered as state_unreadable
 
 
 class Stopped(Exception):
@@ -242,8 +243,10 @@ class FeatureConsumer:
         records: list[Message] = []
         size = 0
         while len(records) < self.config.batch_size and size < self.config.batch_max_bytes:
-            # Small consume() calls are faster in librdkafka than one big one (PERF-NOTES).
-            wanted = min(CONSUME_CHUNK, self.config.batch_size - len(records))
+            # consume(n, timeout) waits for n records or the timeout, not for "some": wait for the
+            # first record alone, then take what is already fetched without waiting. Small
+            # consume() calls are faster in librdkafka than one big one (PERF-NOTES).
+            wanted = min(CONSUME_CHUNK, self.config.batch_size - len(records)) if records else 1
             remaining = deadline - time.monotonic()
             messages = consumer.consume(wanted, max(remaining, 0.0) if not records else 0.0)
             records += [m for m in messages if m.error() is None or self._usable(m)]
@@ -293,6 +296,7 @@ class FeatureConsumer:
             self._settle_in_flight()
             self._resume.adopt_log(self._topic_id())  # a re-created topic starts a new epoch
         batch.prepared = self._retry("redis", lambda: self._writer.prepare(batch.events))
+        self._quarantine(batch)
         redone = self._settle_in_flight()
         if self._rolled_back:
             return  # this batch was read past what Redis holds now: it is read again after the replay
@@ -300,6 +304,7 @@ class FeatureConsumer:
             # The previous batch needed a retry: what this one was prepared on may be stale.
             self._writer.forget(batch.events.customers)
             batch.prepared = self._retry("redis", lambda: self._writer.prepare(batch.events))
+            self._quarantine(batch)
         batch.written = self._executor.submit(self._timed_execute, batch.prepared)
         self._in_flight = batch
 
@@ -343,6 +348,7 @@ class FeatureConsumer:
                 self._rolled_back = True
                 return True
             self._retry("redis", lambda: self._writer.apply(batch.events, conflicted))
+            self._quarantine(batch)
             redone = True
         letters = batch.letters
         self._count(batch)
@@ -363,6 +369,23 @@ class FeatureConsumer:
         self.metrics.batch_seconds.observe(time.perf_counter() - batch.started)
         self.metrics.last_batch_time.set(time.time())
         return redone
+
+    def _quarantine(self, batch: _Batch) -> None:
+        """Records of customers whose stored state is unreadable become dead letters
+        (``state_unreadable``); their customers stay as they are until repaired (README)."""
+        for customer, reason in self._writer.take_unreadable().items():
+            indexes = [i for i in batch.events.records_of(customer) if i not in batch.quarantined]
+            log.warning(
+                "customer %r quarantined: stored state unreadable (%s); %d record(s) dead-lettered until "
+                "`stream-features repair` rebuilds it",
+                customer,
+                reason,
+                len(indexes),
+            )
+            self.metrics.quarantined.inc(len(indexes))
+            for index in indexes:
+                batch.quarantined.add(index)
+                batch.letters.append(DeadLetter(batch.records[index], "state_unreadable", reason))
 
     def _rewind(self) -> None:
         """Replay every owned partition from what Redis holds now (see resume.py)."""

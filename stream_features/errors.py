@@ -41,6 +41,16 @@ class InvalidEvent(StreamFeaturesError):
         self.raw = raw
 
 
+class StateUnreadable(StreamFeaturesError):
+    """A customer's stored state cannot be decoded (corrupt bytes, or a format this release does
+    not know). That customer is quarantined until repaired; every other customer is unaffected."""
+
+    def __init__(self, customer_id: str, message: str) -> None:
+        super().__init__(f"customer {customer_id!r}: stored state unreadable: {message}")
+        self.customer_id = customer_id
+        self.message = message
+
+
 class InvalidQuery(StreamFeaturesError):
     """A feature request with bad arguments (window out of range, unparsable as_of, ...)."""
 

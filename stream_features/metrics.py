@@ -27,6 +27,8 @@ class ConsumerMetrics:
     rollbacks: Counter
     records_replayed: Counter
     topic_resets: Counter
+    records_unrecoverable: Counter
+    quarantined: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> ConsumerMetrics:
@@ -97,6 +99,16 @@ class ConsumerMetrics:
             ),
             topic_resets=Counter(
                 "stream_features_topic_resets", "Times the topic was found re-created (a new log)", registry=r
+            ),
+            quarantined=Counter(
+                "stream_features_quarantined_records",
+                "Records dead-lettered because their customer's stored state is unreadable",
+                registry=r,
+            ),
+            records_unrecoverable=Counter(
+                "stream_features_records_unrecoverable",
+                "Records Redis lost that Kafka no longer retains (retention shorter than the rollback)",
+                registry=r,
             ),
         )
 

@@ -147,15 +147,25 @@ class ResumePoints:
     # ----- helpers ---------------------------------------------------------------------------
 
     def _report_rollback(self, partition: int, mark: int | None, ahead: int, consumer: Consumer) -> None:
-        start = mark
-        if start is None:
-            try:
-                start, _ = consumer.get_watermark_offsets(TopicPartition(self._topic, partition), timeout=5)
-            except KafkaException:
-                start = 0
+        try:
+            log_start, _ = consumer.get_watermark_offsets(TopicPartition(self._topic, partition), timeout=5)
+        except KafkaException:
+            log_start = 0
+        start = log_start if mark is None else mark
         replayed = max(ahead - start, 0)
         if replayed == 0:
             return
+        if mark is not None and mark < log_start:
+            # Kafka's retention was shorter than the rollback: these events exist nowhere now.
+            log.error(
+                "partition %d: %d records between Redis's state (offset %d) and the start of Kafka's log (%d) are "
+                "no longer retained and cannot be replayed",
+                partition,
+                log_start - mark,
+                mark,
+                log_start,
+            )
+            self._metrics.records_unrecoverable.inc(log_start - mark)
         held = "no state" if mark is None else f"state up to offset {mark}"
         log.warning(
             "Redis went back in time: for partition %d it holds %s, %d records behind offset %d; replaying them "

@@ -6,6 +6,7 @@ hash field per tile; readers decode it here. See README "Redis key layout".
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass, field
 
@@ -128,17 +129,23 @@ def encode_tile(tile: TileAggregate) -> bytes:
 
 
 def decode_tile(data: bytes) -> TileAggregate:
-    """Inverse of ``encode_tile``."""
+    """Inverse of ``encode_tile``. Raises ``ValueError`` (or ``struct.error``) for bytes it could
+    not have written: short data, non-finite numbers, counts that are not whole numbers.
+    """
     tile = TileAggregate()
     (mask,) = _MASK.unpack_from(data)
     names = [name for bit, name in enumerate(SCALAR_FIELDS) if mask >> bit & 1]
     values = struct.unpack_from(f"<{len(names)}d", data, 2)
     for name, value in zip(names, values, strict=True):
+        if not math.isfinite(value) or (name not in _FLOAT_FIELDS and (value < 0 or value != int(value))):
+            raise ValueError(f"tile field {name} holds {value!r}")
         setattr(tile, name, value if name in _FLOAT_FIELDS else int(value))
     position = 2 + 8 * len(names)
     while position < len(data):
         (length,) = _DEVICE_HEAD.unpack_from(data, position)
         position += 2
+        if position + length > len(data):
+            raise ValueError("tile device name runs past the end")
         device = data[position : position + length].decode()
         position += length
         (tile.devices[device],) = _DEVICE_COUNT.unpack_from(data, position)

@@ -68,3 +68,30 @@ def test_failover_to_a_lagging_replica_mid_ingest_loses_nothing(
     assert redis.Redis(port=replica.port).role()[0] == b"master"
     engine, _ = memory_engine(lines, time.time())
     assert assert_same_state(engine, pipeline, as_of=time.time()) > 2000
+
+
+def test_the_deploy_script_starts_a_sentinel_managed_redis(tmp_path: Path) -> None:
+    from stream_features.store.clients import sync_client
+
+    from .private_redis import free_port
+    from .services import ROOT
+
+    primary, sentinel = free_port(), free_port()
+    env = {
+        **os.environ,
+        "STREAM_FEATURES_HOME": str(tmp_path),
+        "SENTINEL_PRIMARY_PORT": str(primary),
+        "SENTINEL_PORT": str(sentinel),
+    }
+    script = str(ROOT / "deploy" / "redis-sentinel.sh")
+    try:
+        started = subprocess.run(["bash", script, "start"], env=env, capture_output=True, text=True, timeout=120)
+        assert started.returncode == 0, started.stderr
+        url = started.stdout.strip().splitlines()[-1].removeprefix("REDIS_URL=")
+        client = sync_client(url, socket_timeout=5)
+        client.set("sentinel-check", "1")
+        assert client.get("sentinel-check") == b"1"
+        assert client.info("replication")["connected_slaves"] == 1
+        assert subprocess.run(["bash", script, "status"], env=env, timeout=30).returncode == 0
+    finally:
+        subprocess.run(["bash", script, "stop"], env=env, capture_output=True, timeout=60)

@@ -5,11 +5,12 @@ One HGETALL per customer (pipelined for cohorts); the feature maths is the share
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ..errors import CohortTooLarge
+from ..errors import CohortTooLarge, StateUnreadable
 from ..features import TRADEOFF_FIELDS, cohort_summary, flat_features, summarize
 from ..settings import EngineSettings
 from ..timeparse import parse_as_of
@@ -17,6 +18,7 @@ from ..windows import validate_days
 from .codec import decode_customer_hash
 from .keys import DEFAULT_PREFIX, tiles_key
 
+log = logging.getLogger(__name__)
 MAX_COHORT_SIZE = 10_000
 _COHORT_CHUNK = 500
 
@@ -40,6 +42,24 @@ class _ReaderBase:
     def _resolve(self, days: object, as_of: object) -> tuple[int, float]:
         return validate_days(days, self.settings), parse_as_of(as_of, now=self._clock())
 
+    def _decoded(
+        self, customer_ids: list[str], raws: list[dict[bytes, bytes]], days: int, as_of: float, *, cohort: bool
+    ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """(flat features, metadata) per customer. An unreadable customer raises
+        ``StateUnreadable`` for a single lookup and is left out of a cohort (logged)."""
+        out = []
+        for customer_id, raw in zip(customer_ids, raws, strict=True):
+            try:
+                tiles, metadata = decode_customer_hash(raw, customer_id)
+            except StateUnreadable as exc:
+                if not cohort:
+                    raise
+                log.warning("left out of a cohort: %s", exc)
+                continue
+            features = flat_features(customer_id, tiles, days=days, as_of=as_of, settings=self.settings)
+            out.append((features, metadata))
+        return out
+
 
 class FeatureReader(_ReaderBase):
     """Features, summaries and cohorts for customers whose state the consumer keeps in Redis.
@@ -56,19 +76,16 @@ class FeatureReader(_ReaderBase):
             results.extend(pipe.execute())
         return results
 
-    def _records(self, customer_ids: list[str], days: int, as_of: float) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-        records = []
-        for customer_id, raw in zip(customer_ids, self._fetch(customer_ids), strict=True):
-            tiles, metadata = decode_customer_hash(raw)
-            features = flat_features(customer_id, tiles, days=days, as_of=as_of, settings=self.settings)
-            records.append((features, metadata))
-        return records
+    def _records(
+        self, customer_ids: list[str], days: int, as_of: float, *, cohort: bool = False
+    ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        return self._decoded(customer_ids, self._fetch(customer_ids), days, as_of, cohort=cohort)
 
     def get_features(self, customer_id: str, *, days: int | None = None, as_of: object = None) -> dict[str, Any]:
         """Flat features of one customer (one round trip)."""
         resolved_days, moment = self._resolve(days, as_of)
         raw = self._client.hgetall(tiles_key(customer_id, self._prefix))
-        tiles, _ = decode_customer_hash(raw)
+        tiles, _ = decode_customer_hash(raw, customer_id)
         return flat_features(customer_id, tiles, days=resolved_days, as_of=moment, settings=self.settings)
 
     def get_summary(self, customer_id: str, *, days: int | None = None, as_of: object = None) -> dict[str, Any]:
@@ -88,8 +105,8 @@ class FeatureReader(_ReaderBase):
         unique = list(dict.fromkeys(customer_ids))
         if len(unique) > MAX_COHORT_SIZE:
             raise CohortTooLarge(f"a cohort holds at most {MAX_COHORT_SIZE} customers, got {len(unique)}")
-        records = self._records(unique, resolved_days, moment)
-        return {cid: features for cid, (features, _) in zip(unique, records, strict=True)}
+        records = self._records(unique, resolved_days, moment, cohort=True)
+        return {features["customer_id"]: features for features, _ in records}
 
     def get_cohort_summary(
         self, customer_ids: Iterable[str], *, days: int | None = None, as_of: object = None
@@ -115,26 +132,21 @@ class AsyncFeatureReader(_ReaderBase):
         return results
 
     async def records(
-        self, customer_ids: Iterable[str], *, days: object = None, as_of: object = None
+        self, customer_ids: Iterable[str], *, days: object = None, as_of: object = None, cohort: bool = True
     ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-        """(flat features, metadata) per distinct id, in first-seen order."""
+        """(flat features, metadata) per distinct readable id, in first-seen order."""
         resolved_days, moment = self._resolve(days, as_of)
         unique = list(dict.fromkeys(customer_ids))
         if len(unique) > MAX_COHORT_SIZE:
             raise CohortTooLarge(f"a cohort holds at most {MAX_COHORT_SIZE} customers, got {len(unique)}")
-        out = []
-        for customer_id, raw in zip(unique, await self._fetch(unique), strict=True):
-            tiles, metadata = decode_customer_hash(raw)
-            features = flat_features(customer_id, tiles, days=resolved_days, as_of=moment, settings=self.settings)
-            out.append((features, metadata))
-        return out
+        return self._decoded(unique, await self._fetch(unique), resolved_days, moment, cohort=cohort)
 
     async def get_features(self, customer_id: str, *, days: object = None, as_of: object = None) -> dict[str, Any]:
-        ((features, _),) = await self.records([customer_id], days=days, as_of=as_of)
+        ((features, _),) = await self.records([customer_id], days=days, as_of=as_of, cohort=False)
         return features
 
     async def get_summary(self, customer_id: str, *, days: object = None, as_of: object = None) -> dict[str, Any]:
-        ((features, metadata),) = await self.records([customer_id], days=days, as_of=as_of)
+        ((features, metadata),) = await self.records([customer_id], days=days, as_of=as_of, cohort=False)
         return summarize(features, metadata)
 
     async def get_cohort_features(

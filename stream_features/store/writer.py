@@ -35,6 +35,7 @@ from ..events import CartEvent, Event, ProfileEvent, PurchaseEvent, SessionEvent
 from ..settings import EngineSettings
 from .keys import DEFAULT_PREFIX
 from .state_codec import encode_attribute
+from .transient import is_transient
 
 # Outcome codes, one per event: applied, duplicate, too_late, already applied earlier
 # (redelivery), already applied earlier and was too_late.
@@ -109,6 +110,7 @@ class StateWriter:
         # event-loop pass and, with appendfsync always, fsyncs once per pass, not per connection.
         self._connections = max(1, connections)
         self._senders = ThreadPoolExecutor(self._connections, thread_name_prefix="redis-send")
+        self._unreadable: dict[str, str] = {}
 
     # ----- building batches ------------------------------------------------------------------
 
@@ -191,13 +193,26 @@ class StateWriter:
         self._core.rename_log(name)
 
     def prepare(self, batch: Batch, customers: list[str] | None = None) -> Prepared:
-        """Load what is not cached, apply the events and build the compare-and-set calls."""
+        """Load what is not cached, apply the events and build the compare-and-set calls.
+
+        Customers whose stored state cannot be read are left out (quarantined): their events are
+        not applied, and ``take_unreadable`` names them with the reason.
+        """
         try:
             self._load(self._core.missing(batch, customers))
-            return self._core.prepare(batch, customers, self._clock())
+            chosen = batch.customers if customers is None else customers
+            if self._unreadable:
+                chosen = [c for c in chosen if c not in self._unreadable]
+            return self._core.prepare(batch, chosen, self._clock())
         except BaseException:
             self.forget(batch.customers if customers is None else customers)
             raise
+
+    def take_unreadable(self) -> dict[str, str]:
+        """Customers found unreadable since the last call, with the reason (then forgotten: a
+        repaired customer is read again next time)."""
+        found, self._unreadable = self._unreadable, {}
+        return found
 
     def execute(self, prepared: Prepared) -> list[str | None]:
         """Send the compare-and-set calls; touches no cached state (safe off the main thread).
@@ -279,15 +294,22 @@ class StateWriter:
                 for customer in chunk:
                     for key in self._core.keys_of(customer):
                         pipe.hgetall(key)
-                replies = pipe.execute()
+                replies = pipe.execute(raise_on_error=False)
             else:
                 replies = self._roundtrip(self._core.load_commands(chunk), 2 * len(chunk))
             for index, customer in enumerate(chunk):
                 main, aux = replies[2 * index], replies[2 * index + 1]
-                for reply in (main, aux):
-                    if isinstance(reply, BaseException):
-                        raise reply
-                self._core.load(customer, main, aux)
+                try:
+                    for reply in (main, aux):
+                        if isinstance(reply, BaseException):
+                            raise reply
+                    self._core.load(customer, main, aux)
+                except redis.ResponseError as exc:  # e.g. WRONGTYPE: another tool wrote our key
+                    if is_transient(exc):
+                        raise
+                    self._unreadable[customer] = f"Redis answered {exc}"
+                except ValueError as exc:  # the Rust core's "corrupt stored state"
+                    self._unreadable[customer] = str(exc)
 
 
 def _set_event(batch: Batch, index: int, event: Event) -> None:
