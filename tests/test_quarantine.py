@@ -78,10 +78,10 @@ def test_an_unreadable_customer_is_quarantined_and_repaired(
         with pytest.raises(StateUnreadable):
             reader.get_features("victim")
         assert "victim" not in reader.get_cohort_features(["victim", "bystander"])  # left out, not failed
+    connection = ["--bootstrap-servers", pipeline.bootstrap, "--topic", pipeline.topic]
+    connection += ["--redis-url", pipeline.redis_url, "--key-prefix", pipeline.prefix]
     repair = subprocess.run(
-        [sys.executable, "-m", "stream_features", "repair", "victim", "--no-progress"]
-        + ["--bootstrap-servers", pipeline.bootstrap, "--topic", pipeline.topic]
-        + ["--redis-url", pipeline.redis_url, "--key-prefix", pipeline.prefix],
+        [sys.executable, "-m", "stream_features", "repair", "victim", "--no-progress", *connection],
         capture_output=True,
         text=True,
         timeout=120,
