@@ -30,6 +30,8 @@ pub struct Batch {
     pub(crate) codes: Vec<u8>,
     pub(crate) next_offsets: Vec<(i32, i64)>,
     pub(crate) first_offsets: Vec<(i32, i64)>,
+    /// Each record's Kafka timestamp in milliseconds (-1: none), for the end-to-end delay.
+    pub(crate) kafka_ms: Vec<i64>,
 }
 
 #[pymethods]
@@ -105,6 +107,22 @@ impl Batch {
         ))
     }
 
+    /// End-to-end delay of the applied records, acknowledged at `now_ms`: counts per histogram
+    /// bucket (`bounds` in seconds, upper bounds, plus one for +Inf) and the sum of the delays.
+    fn delays(&self, now_ms: i64, bounds: Vec<f64>) -> (Vec<u64>, f64) {
+        let mut counts = vec![0u64; bounds.len() + 1];
+        let mut total = 0.0;
+        for (&code, &sent) in self.codes.iter().zip(&self.kafka_ms) {
+            if code != APPLIED || sent < 0 {
+                continue;
+            }
+            let delay = (now_ms - sent).max(0) as f64 / 1000.0;
+            total += delay;
+            counts[bounds.partition_point(|&bound| bound < delay)] += 1;
+        }
+        (counts, total)
+    }
+
     /// The record indexes of one customer's events, in record order (empty if none).
     fn records_of(&self, customer: &str) -> Vec<u32> {
         self.position.get(customer).map_or_else(Vec::new, |&at| self.records_of[at].clone())
@@ -177,11 +195,13 @@ impl Batch {
             codes: vec![0; count],
             next_offsets: Vec::new(),
             first_offsets: Vec::new(),
+            kafka_ms: Vec::with_capacity(count),
         }
     }
 
-    pub(crate) fn push(&mut self, event: Option<Event>, partition: i32, offset: i64) {
+    pub(crate) fn push(&mut self, event: Option<Event>, partition: i32, offset: i64, kafka_ms: i64) {
         self.events.push(event);
+        self.kafka_ms.push(kafka_ms);
         self.partitions.push(partition);
         self.offsets.push(offset);
         // A partition's records arrive in offset order: the last one wins.

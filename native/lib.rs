@@ -244,8 +244,10 @@ impl Core {
         for message in records.iter() {
             let partition: i32 = message.call_method0(intern!(py, "partition"))?.extract::<Option<i32>>()?.unwrap_or(0);
             let offset: i64 = message.call_method0(intern!(py, "offset"))?.extract::<Option<i64>>()?.unwrap_or(0);
+            // (timestamp type, milliseconds); type 0 means the record has none.
+            let (kind, millis): (i32, i64) = message.call_method0(intern!(py, "timestamp"))?.extract()?;
             values.push(message.call_method0(intern!(py, "value"))?.cast_into::<PyBytes>().ok());
-            positions.push((partition, offset));
+            positions.push((partition, offset, if kind == 0 { -1 } else { millis }));
         }
         let slices: Vec<Option<&[u8]>> =
             values.iter().map(|value| value.as_ref().map(|bytes| bytes.as_bytes())).collect();
@@ -253,7 +255,7 @@ impl Core {
         // writer thread can read Redis replies meanwhile.
         Ok(py.detach(|| {
             let mut batch = Batch::with_capacity(slices.len());
-            for (index, (value, (partition, offset))) in slices.iter().zip(positions).enumerate() {
+            for (index, (value, (partition, offset, millis))) in slices.iter().zip(positions).enumerate() {
                 // A panic on one record's bytes (a bug) must not stop the stream: Python judges it.
                 let event = value.and_then(|data| {
                     std::panic::catch_unwind(|| wire::decode(data, now, max_future_skew_seconds)).ok().flatten()
@@ -261,7 +263,7 @@ impl Core {
                 if event.is_none() {
                     batch.fallback.push(index);
                 }
-                batch.push(event, partition, offset);
+                batch.push(event, partition, offset, millis);
             }
             batch
         }))
@@ -274,7 +276,7 @@ impl Core {
         }
         let mut batch = Batch::with_capacity(offsets.len());
         for (partition, offset) in partitions.into_iter().zip(offsets) {
-            batch.push(None, partition, offset);
+            batch.push(None, partition, offset, -1);
         }
         Ok(batch)
     }

@@ -9,7 +9,7 @@ Commit order, per batch (the whole guarantee rests on it):
 3. deliver the dead letters (including events judged too_late) and wait for the acks;
 4. advance the partitions' watermarks in Redis (``resume.py``): where to resume, kept with the
    state, so that Redis going back in time is replayed from Kafka, never lost;
-5. commit the batch's offsets to Kafka, synchronously (for lag and tooling).
+5. commit the batch's offsets to Kafka, without waiting (for lag and tooling only).
 
 One batch is in flight at a time: while Redis applies batch N (a writer thread doing I/O only),
 the main thread decodes and prepares batch N+1; batch N is settled, dead-lettered and committed
@@ -39,7 +39,7 @@ from .config import ServiceConfig, redis_client
 from .dead_letters import DeadLetter, DeadLetterProducer
 from .errors import ServiceUnavailable
 from .kafka_io import client_settings, ensure_topics, wait_for_kafka
-from .metrics import ConsumerMetrics
+from .metrics import FRESHNESS_BUCKETS, ConsumerMetrics, observe_many
 from .resume import ResumePoints
 from .store.transient import is_transient
 from .store.watermarks import Watermarks
@@ -66,6 +66,7 @@ class _Batch:
     prepared: Prepared | None = None
     written: Future[list[str | None]] | None = None
     quarantined: set[int] = field(default_factory=set)  # records dead-lettered as state_unreadable
+    acked_at: float = 0.0  # wall clock when Redis acknowledged the batch's writes
 
 
 class Stopped(Exception):
@@ -114,6 +115,7 @@ class FeatureConsumer:
         )
         self._admin: Any = None
         self._rolled_back = False  # Redis went back in time: replay before the next batch
+        self._committed: dict[int, int] = {}  # partition → last offset committed (asynchronously)
         self._newest_event_time = float("-inf")
         self._idle_since = time.monotonic()
 
@@ -148,6 +150,7 @@ class FeatureConsumer:
                     "partition.assignment.strategy": "cooperative-sticky",
                     "statistics.interval.ms": 5000,
                     "stats_cb": self._on_stats,
+                    "on_commit": self._on_commit,
                 },
             )
         )
@@ -162,6 +165,13 @@ class FeatureConsumer:
         self._executor.shutdown(wait=True)
         self._writer.close()
         if self._consumer is not None:
+            owned = {p: o for p, o in self._committed.items() if p in self._assigned}
+            if owned:  # the last commit waits: tools reading the group see where it stopped
+                try:
+                    offsets = [TopicPartition(self.config.topic, p, o) for p, o in owned.items()]
+                    self._consumer.commit(offsets=offsets, asynchronous=False)
+                except KafkaException as exc:
+                    log.info("final offset commit skipped: %s", exc)
             self._consumer.close()  # leaves the group so partitions move at once
             self._consumer = None
         self._redis.close()
@@ -305,12 +315,14 @@ class FeatureConsumer:
             self._writer.forget(batch.events.customers)
             batch.prepared = self._retry("redis", lambda: self._writer.prepare(batch.events))
             self._quarantine(batch)
-        batch.written = self._executor.submit(self._timed_execute, batch.prepared)
+        batch.written = self._executor.submit(self._timed_execute, batch)
         self._in_flight = batch
 
-    def _timed_execute(self, prepared: Prepared) -> list[str | None]:
+    def _timed_execute(self, batch: _Batch) -> list[str | None]:
+        assert batch.prepared is not None
         started = time.perf_counter()
-        written = self._writer.execute(prepared)
+        written = self._writer.execute(batch.prepared)
+        batch.acked_at = time.time()
         self.metrics.redis_write_seconds.observe(time.perf_counter() - started)
         return written
 
@@ -349,7 +361,10 @@ class FeatureConsumer:
                 return True
             self._retry("redis", lambda: self._writer.apply(batch.events, conflicted))
             self._quarantine(batch)
+            batch.acked_at = time.time()
             redone = True
+        counts, total = batch.events.delays(int(batch.acked_at * 1000), list(FRESHNESS_BUCKETS))
+        observe_many(self.metrics.end_to_end_delay, counts, total)
         letters = batch.letters
         self._count(batch)
         if letters:
@@ -417,25 +432,26 @@ class FeatureConsumer:
             self.metrics.newest_event_time.set(newest)
 
     def _commit(self, next_offsets: dict[int, int]) -> None:
+        """Commit to Kafka without waiting: where to resume is Redis's watermark (resume.py), so
+        the commit is for lag and tooling, and a broker round trip per batch would only delay
+        the next batch (freshness). Failures are logged by ``_on_commit``; the next commit
+        covers them."""
         offsets = [TopicPartition(self.config.topic, p, o) for p, o in next_offsets.items()]
         assert self._consumer is not None
-        for attempt in range(1, 6):
-            try:
-                self._consumer.commit(offsets=offsets, asynchronous=False)
-                return
-            except KafkaException as exc:
-                # After a rebalance the commit may be refused; the effect is in Redis already and
-                # the new owner's redelivery is skipped there, so moving on loses nothing.
-                self.metrics.retries.labels("kafka_commit").inc()
-                log.warning("offset commit failed (attempt %d): %s", attempt, exc)
-                if exc.args[0].code() in (
-                    KafkaError.UNKNOWN_MEMBER_ID,
-                    KafkaError.ILLEGAL_GENERATION,
-                    KafkaError.REBALANCE_IN_PROGRESS,
-                    KafkaError._NO_OFFSET,
-                ):
-                    return
-                time.sleep(min(0.2 * 2**attempt, 5.0))
+        self._committed.update(next_offsets)
+        try:
+            self._consumer.commit(offsets=offsets, asynchronous=True)
+        except KafkaException as exc:  # e.g. no longer a member after a rebalance
+            self._note_commit_failure(exc.args[0])
+
+    def _on_commit(self, error: KafkaError | None, _partitions: list[TopicPartition]) -> None:
+        if error is not None:
+            self._note_commit_failure(error)
+
+    def _note_commit_failure(self, error: KafkaError) -> None:
+        self.metrics.retries.labels("kafka_commit").inc()
+        if error.code() not in (KafkaError._NO_OFFSET, KafkaError.REBALANCE_IN_PROGRESS):
+            log.warning("offset commit failed (the next one covers it): %s", error)
 
     def _retry(self, target: str, call: Callable[[], T]) -> T:
         delay = 0.1

@@ -7,6 +7,20 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _LATENCY_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+# End-to-end delay: milliseconds when live, minutes or more while a backlog is worked off.
+FRESHNESS_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0)
+
+
+def observe_many(histogram: Histogram, counts: list[int], total: float) -> None:
+    """Add many observations at once: ``counts[i]`` fell in bucket ``i`` (the last one: +Inf),
+    ``total`` is their sum. What ``observe`` does per value, without a Python call per record."""
+    buckets = histogram._buckets  # prometheus_client keeps per-bucket (not cumulative) counts
+    if len(counts) != len(buckets):
+        raise ValueError(f"{len(counts)} bucket counts for {len(buckets)} buckets")
+    for bucket, count in zip(buckets, counts, strict=True):
+        if count:
+            bucket.inc(count)
+    histogram._sum.inc(total)
 
 
 @dataclass(frozen=True)
@@ -29,6 +43,7 @@ class ConsumerMetrics:
     topic_resets: Counter
     records_unrecoverable: Counter
     quarantined: Counter
+    end_to_end_delay: Histogram
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> ConsumerMetrics:
@@ -99,6 +114,13 @@ class ConsumerMetrics:
             ),
             topic_resets=Counter(
                 "stream_features_topic_resets", "Times the topic was found re-created (a new log)", registry=r
+            ),
+            end_to_end_delay=Histogram(
+                "stream_features_end_to_end_delay_seconds",
+                "Per applied record: Redis acknowledging its effect (wall clock) minus the Kafka record "
+                "timestamp (CreateTime from the producer's clock, or LogAppendTime from the broker's)",
+                buckets=FRESHNESS_BUCKETS,
+                registry=r,
             ),
             quarantined=Counter(
                 "stream_features_quarantined_records",

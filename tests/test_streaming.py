@@ -306,3 +306,26 @@ def test_redis_busy_with_a_long_script_is_waited_out(pipeline: Pipeline, redis_c
     now = time.time()
     engine, _ = memory_engine(lines, now)
     assert_same_state(engine, pipeline, as_of=now)
+
+
+def test_end_to_end_delay_is_measured_per_applied_record(pipeline: Pipeline) -> None:
+    """stream_features_end_to_end_delay_seconds: one observation per applied record, Redis's
+    acknowledgement minus the record's Kafka timestamp (plausible: produced seconds ago)."""
+    from stream_features.consumer import FeatureConsumer
+
+    lines = _events(3000, 200, seed=71)
+    produced_at = time.time()
+    pipeline.produce(lines)
+    consumer = FeatureConsumer(pipeline.config)
+    consumer.start()
+    stats = consumer.run(exit_when_idle_seconds=2)
+    finished = time.time()
+    samples = {
+        s.name: s.value for m in consumer.metrics.end_to_end_delay.collect() for s in m.samples if "le" not in s.labels
+    }
+    count, total = (
+        samples["stream_features_end_to_end_delay_seconds_count"],
+        samples["stream_features_end_to_end_delay_seconds_sum"],
+    )
+    assert count == stats.applied > 2500
+    assert 0 < total / count < finished - produced_at + 1
