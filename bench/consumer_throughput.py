@@ -28,6 +28,7 @@ from stream_features.producer import produce_lines
 from stream_features.tiles import tile_of
 
 from .common import write_results
+from .freshness import PreviousBatching
 
 
 class _TimedConsumer(FeatureConsumer):
@@ -39,9 +40,15 @@ class _TimedConsumer(FeatureConsumer):
         super().process(records)
 
 
-def run_ours(config: ServiceConfig, total: int) -> dict[str, float]:
+class _TimedPreviousBatching(_TimedConsumer, PreviousBatching):
+    """Ours with the previous release's batch cut (bench/freshness.py): the backlog baseline."""
+
+
+def run_ours(
+    config: ServiceConfig, total: int, consumer_class: type[_TimedConsumer] = _TimedConsumer
+) -> dict[str, float]:
     client = redis.Redis.from_url(config.redis_url)
-    consumer = _TimedConsumer(config)
+    consumer = consumer_class(config)
     consumer.start()
     redis_cpu_before, process_cpu_before = _redis_cpu_seconds(client), time.process_time()
     stats = consumer.run(exit_when_idle_seconds=2.0)
@@ -133,6 +140,12 @@ def main() -> None:
         default="everysec,always",
         help="Redis appendfsync policies to run ours under, in order (the first is deploy/redis.conf's)",
     )
+    parser.add_argument(
+        "--previous-batching",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also run ours with the previous release's batch cut (same fsync as the first run)",
+    )
     args = parser.parse_args()
     run_id = uuid.uuid4().hex[:8]
     config = ServiceConfig(
@@ -155,11 +168,17 @@ def main() -> None:
     ours: dict[str, dict[str, float]] = {}
     memory_per_customer = 0
     try:
-        for index, policy in enumerate(args.fsync.split(",")):
+        runs = [(policy, _TimedConsumer) for policy in args.fsync.split(",")]
+        if args.previous_batching:
+            runs.append((runs[0][0], _TimedPreviousBatching))
+        for index, (policy, consumer_class) in enumerate(runs):
             client.config_set("appendfsync", policy)
             run = replace(config, group_id=f"{config.group_id}-{index}", key_prefix=f"{config.key_prefix}-{index}")
             memory_before = client.info("memory")["used_memory"]
-            ours[f"{index + 1}: {policy}"] = run_ours(run, produced)
+            label = f"{index + 1}: {policy}" + (
+                ", previous batch cut" if consumer_class is _TimedPreviousBatching else ""
+            )
+            ours[label] = run_ours(run, produced, consumer_class)
             memory_per_customer = round((client.info("memory")["used_memory"] - memory_before) / args.customers)
             _delete_prefix(client, run.key_prefix)
     finally:
