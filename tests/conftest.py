@@ -64,7 +64,11 @@ def topic_name() -> str:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """A skipped integration test in CI is a failure, whatever skipped it."""
+    """Containers started for the session stop (also after failures); a skipped integration
+    test in CI is a failure, whatever skipped it."""
+    from . import containers
+
+    containers.stop_all()
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if not IN_CI or reporter is None:
         return

@@ -43,10 +43,12 @@ def redis_url() -> str:
     if os.environ.get("REDIS_URL"):
         return os.environ["REDIS_URL"]
     if docker_engine_answers():
-        from testcontainers.redis import RedisContainer  # type: ignore[import-not-found]
+        from . import containers
+        from .private_redis import free_port
 
-        container = RedisContainer("redis:7").start()
-        return f"redis://{container.get_container_host_ip()}:{container.get_exposed_port(6379)}/0"
+        port = free_port()
+        containers.start(containers.redis_container(port))
+        return f"redis://127.0.0.1:{port}/0"
     run_deploy("redis.sh", "start")
     return f"redis://127.0.0.1:{os.environ.get('REDIS_PORT', '6379')}/0"
 
@@ -55,10 +57,12 @@ def kafka_bootstrap() -> str:
     if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
         return os.environ["KAFKA_BOOTSTRAP_SERVERS"]
     if docker_engine_answers():
-        from testcontainers.kafka import KafkaContainer  # type: ignore[import-not-found]
+        from . import containers
+        from .private_redis import free_port
 
-        container = KafkaContainer().with_kraft().start()
-        return str(container.get_bootstrap_server())
+        port = free_port()
+        containers.start(containers.kafka_container(port))
+        return f"127.0.0.1:{port}"
     run_deploy("kafka.sh", "start")
     return f"127.0.0.1:{os.environ.get('KAFKA_PORT', '9092')}"
 
