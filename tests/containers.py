@@ -12,6 +12,7 @@ processes whatever the engine: they need the process and its files in hand.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -109,10 +110,8 @@ def stop_all() -> None:
     """Stop every container this session started (newest first); idempotent."""
     while _started:
         container = _started.pop()
-        try:
+        with contextlib.suppress(Exception):  # already gone: nothing left to clean
             container.stop()
-        except Exception:  # already gone: nothing left to clean
-            pass
 
 
 atexit.register(stop_all)

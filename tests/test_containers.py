@@ -13,7 +13,8 @@ from . import containers
 
 
 def test_images_are_the_versions_deploy_runs() -> None:
-    assert containers.KAFKA_IMAGE == f"apache/kafka:{containers.deploy_kafka_version()}"
+    expected = f"apache/kafka:{containers.deploy_kafka_version()}"
+    assert expected == containers.KAFKA_IMAGE
     if shutil.which("redis-server"):
         version = subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout
         assert f"v={containers.REDIS_IMAGE.split(':')[1]}" in version
