@@ -116,6 +116,7 @@ class FeatureConsumer:
         self._admin: Any = None
         self._rolled_back = False  # Redis went back in time: replay before the next batch
         self._committed: dict[int, int] = {}  # partition → last offset committed (asynchronously)
+        self._memory_sampled_at = float("-inf")
         self._newest_event_time = float("-inf")
         self._idle_since = time.monotonic()
 
@@ -223,6 +224,7 @@ class FeatureConsumer:
             while not self.stop_event.is_set():
                 if self._rolled_back:
                     self._rewind()
+                self._sample_redis_memory()
                 records = self._next_batch(self._consumer)
                 if not records:
                     self._settle_in_flight()
@@ -384,6 +386,20 @@ class FeatureConsumer:
         self.metrics.batch_seconds.observe(time.perf_counter() - batch.started)
         self.metrics.last_batch_time.set(time.time())
         return redone
+
+    def _sample_redis_memory(self) -> None:
+        """Redis's memory and limit every 15 s, for the memory alert (one INFO call)."""
+        now = time.monotonic()
+        if now < self._memory_sampled_at + 15:
+            return
+        self._memory_sampled_at = now
+        try:
+            info = self._redis.info("memory")
+        except redis.RedisError:
+            return  # the write path notices and retries; this is only a gauge
+        nodes = info.values() if info and all(isinstance(v, dict) for v in info.values()) else [info]
+        self.metrics.redis_used_memory.set(sum(float(n.get("used_memory", 0)) for n in nodes))
+        self.metrics.redis_maxmemory.set(sum(float(n.get("maxmemory", 0)) for n in nodes))
 
     def _quarantine(self, batch: _Batch) -> None:
         """Records of customers whose stored state is unreadable become dead letters

@@ -44,6 +44,8 @@ class ConsumerMetrics:
     records_unrecoverable: Counter
     quarantined: Counter
     end_to_end_delay: Histogram
+    redis_used_memory: Gauge
+    redis_maxmemory: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> ConsumerMetrics:
@@ -120,6 +122,14 @@ class ConsumerMetrics:
                 "Per applied record: Redis acknowledging its effect (wall clock) minus the Kafka record "
                 "timestamp (CreateTime from the producer's clock, or LogAppendTime from the broker's)",
                 buckets=FRESHNESS_BUCKETS,
+                registry=r,
+            ),
+            redis_used_memory=Gauge(
+                "stream_features_redis_used_memory_bytes", "Redis used_memory (sum over cluster nodes)", registry=r
+            ),
+            redis_maxmemory=Gauge(
+                "stream_features_redis_maxmemory_bytes",
+                "Redis maxmemory (sum over cluster nodes; 0 = no limit)",
                 registry=r,
             ),
             quarantined=Counter(

@@ -329,3 +329,4 @@ def test_end_to_end_delay_is_measured_per_applied_record(pipeline: Pipeline) -> 
     )
     assert count == stats.applied > 2500
     assert 0 < total / count < finished - produced_at + 1
+    assert consumer.metrics.redis_used_memory._value.get() > 0  # sampled for the memory alert
