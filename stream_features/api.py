@@ -134,6 +134,7 @@ def create_app(
 
     days_query = Query(None, description="window length in whole days, 1..retention_days (default 30)")
     as_of_query = Query(None, description="ISO 8601 time or Unix seconds (default now)")
+    activity_days = Query(None, description="days to chart, 1..retention_days (default 90)")
 
     @app.get("/v1/customers/{customer_id:path}/features", summary="Flat features of one customer")
     async def customer_features(
@@ -146,6 +147,13 @@ def create_app(
     async def customer_summary(customer_id: str, days: int | None = days_query, as_of: str | None = as_of_query) -> Any:
         _check_customer_id(customer_id)
         return await reader.get_summary(customer_id, days=days, as_of=_as_of(as_of))
+
+    @app.get("/v1/customers/{customer_id:path}/activity", summary="Events per day over the last N days (charts)")
+    async def customer_activity(
+        customer_id: str, days: int | None = activity_days, as_of: str | None = as_of_query
+    ) -> Any:
+        _check_customer_id(customer_id)
+        return await reader.get_daily_activity(customer_id, days=90 if days is None else days, as_of=_as_of(as_of))
 
     @app.post("/v1/cohorts/features", summary="Flat features for many customers in one call")
     async def cohort_features(request: CohortRequest = Body(...)) -> Any:  # noqa: B008

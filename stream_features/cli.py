@@ -106,6 +106,14 @@ def build_parser() -> argparse.ArgumentParser:
     produce.add_argument("file", help="JSONL file, or - for standard input")
     produce.add_argument("--no-progress", action="store_true")
 
+    status = sub.add_parser(
+        "status", help="the status page's summary in the terminal (lag, owners, dead letters, Redis)"
+    )
+    _add_connection_flags(status)
+    status.add_argument("--group", help="consumer group (env STREAM_FEATURES_GROUP)")
+    status.add_argument("--json", action="store_true", help="JSON output for scripts")
+    status.add_argument("--interval", type=float, default=2.0, help="seconds between the two samples (throughput)")
+
     repair = sub.add_parser(
         "repair", help="rebuild one customer from what Kafka still holds (e.g. after its state became unreadable)"
     )
@@ -158,19 +166,38 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _cmd_consume(args: argparse.Namespace) -> int:
-    from prometheus_client import start_http_server
-
+    from . import health
     from .consumer import FeatureConsumer, describe_state
 
     config = _config(args)
     consumer = FeatureConsumer(config)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: consumer.stop_event.set())
-    if config.metrics_port:
-        start_http_server(config.metrics_port, addr=args.metrics_host, registry=consumer.metrics.registry)
+    if config.metrics_port:  # /metrics, /healthz, /readyz (health.py)
+        health.serve(consumer.progress, consumer.metrics.registry, host=args.metrics_host, port=config.metrics_port)
     consumer.start()
     stats = consumer.run(exit_when_idle_seconds=args.exit_when_idle)
     print(json.dumps(describe_state(stats)), file=sys.stderr)
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from .status import StatusSampler, render_status
+
+    sampler = StatusSampler(_config(args))
+    try:
+        sampler.collect()
+        time.sleep(max(0.0, args.interval))
+        sampler.collect()
+    finally:
+        sampler.close()
+    snapshot = sampler.snapshot()
+    if snapshot["committed"] is None:
+        raise StreamFeaturesError(snapshot["error"] or "Kafka not readable")
+    if args.json:
+        print(json.dumps(snapshot, indent=2))
+    else:
+        render_status(snapshot)
     return 0
 
 
@@ -308,4 +335,5 @@ _COMMANDS = {
     "produce": _cmd_produce,
     "generate": _cmd_generate,
     "repair": _cmd_repair,
+    "status": _cmd_status,
 }

@@ -38,6 +38,7 @@ from ._native import Batch, Prepared
 from .config import ServiceConfig, redis_client
 from .dead_letters import DeadLetter, DeadLetterProducer
 from .errors import ServiceUnavailable
+from .health import Progress
 from .kafka_io import client_settings, ensure_topics, wait_for_kafka
 from .metrics import FRESHNESS_BUCKETS, ConsumerMetrics, observe_many
 from .resume import ResumePoints
@@ -117,6 +118,9 @@ class FeatureConsumer:
         self._rolled_back = False  # Redis went back in time: replay before the next batch
         self._committed: dict[int, int] = {}  # partition → last offset committed (asynchronously)
         self._memory_sampled_at = float("-inf")
+        self.progress = Progress()  # for the health endpoints (health.py)
+        self.progress.beat()
+        self._lag: dict[tuple[str, str], int] = {}
         self._newest_event_time = float("-inf")
         self._idle_since = time.monotonic()
 
@@ -189,6 +193,8 @@ class FeatureConsumer:
         except KafkaException:  # an eager assignment strategy set through --kafka-option
             consumer.assign(partitions)
         self._assigned.update(p.partition for p in partitions)
+        self.progress.joined = True
+        self.progress.settled = time.monotonic()  # a fresh owner gets the stall period to start
         self.metrics.rebalances.labels("assign").inc()
         self._idle_since = time.monotonic()  # idleness counts from holding partitions
         log.info("assigned %s", [p.partition for p in partitions])
@@ -207,6 +213,7 @@ class FeatureConsumer:
         self._assigned.difference_update(p.partition for p in partitions)
         self._resume.release([p.partition for p in partitions])
         self._revocations += 1
+        self.progress.joined = bool(self._assigned)
         self.metrics.rebalances.labels("lost").inc()
         log.warning("lost %s", [p.partition for p in partitions])
 
@@ -222,6 +229,7 @@ class FeatureConsumer:
         gc.set_threshold(*THROUGHPUT_GC_THRESHOLDS)
         try:
             while not self.stop_event.is_set():
+                self.progress.beat()
                 if self._rolled_back:
                     self._rewind()
                 self._sample_redis_memory()
@@ -376,10 +384,11 @@ class FeatureConsumer:
                 self.metrics.dead_letters.labels(letter.reason).inc()
                 self.stats.by_reason[letter.reason] = self.stats.by_reason.get(letter.reason, 0) + 1
             self.stats.dead_letters += len(letters)
-        if not self._resume.advance(batch.events.next_offsets):
+        if not self._resume.advance(batch.events.next_offsets, newest_event_time=self._newest_event_time):
             self._rolled_back = True  # Redis lost writes it had acknowledged: replay, commit nothing
             return True
         self._commit(batch.events.next_offsets)
+        self.progress.settled = time.monotonic()
         self.stats.records += batch.events.records
         self.stats.batches += 1
         self.metrics.batch_size.observe(batch.events.records)
@@ -479,6 +488,7 @@ class FeatureConsumer:
                     raise
                 if self.stop_event.is_set():
                     raise Stopped() from exc
+                self.progress.beat()  # waiting out an outage is not being stuck
                 self.metrics.retries.labels(target).inc()
                 log.warning("%s unavailable, retrying in %.1fs: %s", target, delay, exc)
                 self.stop_event.wait(delay)
@@ -495,6 +505,8 @@ class FeatureConsumer:
                 lag = details.get("consumer_lag", -1)
                 if partition != "-1" and lag >= 0:
                     self.metrics.lag.labels(topic, partition).set(lag)
+                    self._lag[(topic, partition)] = lag
+        self.progress.lag = sum(self._lag.values())
 
 
 def describe_state(stats: RunStats) -> dict[str, Any]:

@@ -222,3 +222,30 @@ def cohort_summary(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         "flag_rates": flag_rates,
         "activity_trend_counts": trend_counts,
     }
+
+
+def daily_activity(
+    customer_id: str,
+    tiles: Mapping[int, TileAggregate],
+    *,
+    days: int,
+    as_of: float,
+    settings: EngineSettings,
+) -> dict[str, Any]:
+    """Events per day over a ``days`` window at ``as_of``, oldest first: day ``i`` holds the
+    ``tiles_per_day`` tiles ending ``days - 1 - i`` days before the tile of ``as_of`` (the same
+    tiles a window of ``days - i`` days adds last). For charts; ``days`` is already validated."""
+    visible = VisibleTiles.of(tiles, settings)
+    low, high = window_bounds(as_of, days, settings)
+    per_day = settings.tiles_per_day
+    counts = [0] * days
+    for index, tile in visible.in_range(low, high):
+        counts[(index - low - 1) // per_day] += tile.n
+    return {
+        "customer_id": customer_id,
+        "as_of": unix_to_iso(as_of),
+        "days": [
+            {"start": unix_to_iso((low + 1 + day * per_day) * settings.tile_seconds), "events": count}
+            for day, count in enumerate(counts)
+        ],
+    }

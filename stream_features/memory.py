@@ -20,7 +20,7 @@ from typing import Any
 from .customer_state import CustomerState, Outcome
 from .errors import InvalidEvent
 from .events import Event, validate_event
-from .features import cohort_summary, flat_features, primary_device, summarize, tradeoff_indicators
+from .features import cohort_summary, daily_activity, flat_features, primary_device, summarize, tradeoff_indicators
 from .features import window_features as _window_features
 from .metadata import sanitize_attributes
 from .settings import SECONDS_PER_DAY, EngineSettings, Thresholds
@@ -264,6 +264,13 @@ class CustomerActivityFeatures:
     def _flat(self, customer_id: str, days: int, as_of: float) -> dict[str, Any]:
         state = self._customers.get(customer_id) if isinstance(customer_id, str) else None
         return flat_features(customer_id, state.tiles if state else {}, days=days, as_of=as_of, settings=self.settings)
+
+    def get_daily_activity(self, customer_id: str, days: int | None = 90, as_of: object = None) -> dict[str, Any]:
+        """Events per day over the last ``days`` days (for charts; the readers answer the same)."""
+        resolved_days, moment = self._resolve(days, as_of)
+        state = self._customers.get(customer_id) if isinstance(customer_id, str) else None
+        tiles = state.tiles if state else {}
+        return daily_activity(customer_id, tiles, days=resolved_days, as_of=moment, settings=self.settings)
 
     def get_feature_summary(self, customer_id: str, days: int | None = None, as_of: object = None) -> dict[str, Any]:
         resolved_days, moment = self._resolve(days, as_of)

@@ -13,6 +13,7 @@ id starts a new epoch, and per-customer offsets are kept under ``<topic>~<epoch>
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -110,10 +111,13 @@ class ResumePoints:
 
     # ----- batches ---------------------------------------------------------------------------
 
-    def advance(self, next_offsets: dict[int, int]) -> bool:
+    def advance(self, next_offsets: dict[int, int], *, newest_event_time: float) -> bool:
         """Record a settled batch in Redis; False when Redis no longer holds what we last saw."""
         expected = {p: self._expected.get(p) for p in next_offsets}
-        if not self._call(lambda: self._watermarks.advance(expected, next_offsets)):
+        status = {"applied_at": repr(time.time())}
+        if newest_event_time > float("-inf"):
+            status["newest_event_time"] = repr(newest_event_time)
+        if not self._call(lambda: self._watermarks.advance(expected, next_offsets, status=status)):
             return False
         self._expected.update(next_offsets)
         self._position.update(next_offsets)

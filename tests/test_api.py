@@ -52,6 +52,25 @@ def test_customer_routes_equal_the_memory_engine(loaded: tuple[TestClient, Custo
         assert summary.json() == engine.get_feature_summary(customer, as_of="2026-01-01T00:00:00Z")
 
 
+def test_daily_activity_equals_the_memory_engine_and_the_window_counts(
+    loaded: tuple[TestClient, CustomerActivityFeatures],
+) -> None:
+    """Events per day for the status page's chart: the sum of the last d days is what a window
+    of d days counts (purchases + sessions + carts + tickets + profiles)."""
+    client, engine = loaded
+    for customer in engine.customer_ids()[:30]:
+        response = client.get(f"/v1/customers/{quote(customer, safe='')}/activity", params={"as_of": AS_OF})
+        assert response.status_code == 200
+        body = response.json()
+        assert body == engine.get_daily_activity(customer, as_of=AS_OF)
+        assert len(body["days"]) == 90
+        for days in (1, 7, 30, 90):
+            flat = engine.get_all_features(customer, days, AS_OF)
+            counted = flat["purchase_count"] + flat["session_count"] + flat["cart_count"]
+            counted += flat["support_ticket_count"]
+            assert sum(day["events"] for day in body["days"][-days:]) >= counted
+
+
 def test_odd_ids_in_the_path(loaded: tuple[TestClient, CustomerActivityFeatures]) -> None:
     client, _ = loaded
     odd = "a/b {c} 🙂"

@@ -4,6 +4,7 @@ customer lookup box shows that customer's features and flags (DOM and screenshot
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -117,6 +118,42 @@ def test_status_page_chart_and_lookup(kafka_bootstrap: str, redis_url: str, key_
         assert 'class="flag-true">true' in dom  # has_history for c7
         points = dom.split('id="throughput-line"')[1].split('points="')[1].split('"')[0]
         assert len(points.split()) >= 2
+        # The panels that explain: what the page shows equals what the API returns.
+        status = _get_json(port, "/v1/status")
+        partitions = dom.split('id="partitions"')[1].split("</table>")[0]
+        assert partitions.count("<tr>") == 1 + len(status["partitions"]) == 5  # type: ignore[arg-type]
+        assert "rdkafka (" in partitions  # each partition's owner: client id (host)
+        reasons = dom.split('id="reasons"')[1].split("</table>")[0]
+        assert "malformed_json" in reasons and "not json at all" in reasons  # the last dead letter, as text
+        redis_panel = dom.split('id="redis"')[1].split("</table>")[0]
+        assert "used memory" in redis_panel and "MB" in redis_panel
+        assert dom.split('id="freshness">')[1].split("<")[0] not in ("–", "")
+        activity = _get_json(port, f"/v1/customers/{quote('c7')}/activity?days=90")
+        chart = dom.split('id="activity"')[1].split("</svg>")[0]
+        assert chart.count("<rect") == 90 == len(activity["days"])  # type: ignore[arg-type]
+        expected_events = sum(day["events"] for day in activity["days"])  # type: ignore[attr-defined]
+        assert f'data-events="{expected_events}"' in dom and expected_events > 0
+        # The same summary in a terminal, for servers without a browser.
+        connection = ["--bootstrap-servers", kafka_bootstrap, "--topic", pipeline.topic, "--group", pipeline.group]
+        connection += ["--redis-url", redis_url, "--key-prefix", key_prefix]
+        terminal = subprocess.run(
+            [sys.executable, "-m", "stream_features", "status", "--interval", "1", *connection],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "COLUMNS": "200"},
+        )
+        assert terminal.returncode == 0, terminal.stderr
+        assert "partitions" in terminal.stdout and "malformed_json" in terminal.stdout and "rdkafka" in terminal.stdout
+        as_json = subprocess.run(
+            [sys.executable, "-m", "stream_features", "status", "--json", "--interval", "1", *connection],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        summary = json.loads(as_json.stdout)
+        assert [p["partition"] for p in summary["partitions"]] == [0, 1, 2, 3]
+        assert summary["dead_letters_by_reason"] == {"malformed_json": 1}
         shot = tmp_path / "status.png"
         subprocess.run(
             [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile-shot'}", f"--screenshot={shot}", url],

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..errors import CohortTooLarge, StateUnreadable
-from ..features import TRADEOFF_FIELDS, cohort_summary, flat_features, summarize
+from ..features import TRADEOFF_FIELDS, cohort_summary, daily_activity, flat_features, summarize
 from ..settings import EngineSettings
 from ..timeparse import parse_as_of
 from ..windows import validate_days
@@ -93,6 +93,12 @@ class FeatureReader(_ReaderBase):
         ((features, metadata),) = self._records([customer_id], resolved_days, moment)
         return summarize(features, metadata)
 
+    def get_daily_activity(self, customer_id: str, *, days: int | None = 90, as_of: object = None) -> dict[str, Any]:
+        """Events per day over the last ``days`` days (for charts)."""
+        resolved_days, moment = self._resolve(days, as_of)
+        tiles, _ = decode_customer_hash(self._client.hgetall(tiles_key(customer_id, self._prefix)), customer_id)
+        return daily_activity(customer_id, tiles, days=resolved_days, as_of=moment, settings=self.settings)
+
     def get_tradeoff(self, customer_id: str, *, as_of: object = None) -> dict[str, Any]:
         features = self.get_features(customer_id, as_of=as_of)
         return {name: features[name] for name in TRADEOFF_FIELDS}
@@ -148,6 +154,12 @@ class AsyncFeatureReader(_ReaderBase):
     async def get_summary(self, customer_id: str, *, days: object = None, as_of: object = None) -> dict[str, Any]:
         ((features, metadata),) = await self.records([customer_id], days=days, as_of=as_of, cohort=False)
         return summarize(features, metadata)
+
+    async def get_daily_activity(self, customer_id: str, *, days: object = 90, as_of: object = None) -> dict[str, Any]:
+        resolved_days, moment = self._resolve(days, as_of)
+        raw = await self._client.hgetall(tiles_key(customer_id, self._prefix))
+        tiles, _ = decode_customer_hash(raw, customer_id)
+        return daily_activity(customer_id, tiles, days=resolved_days, as_of=moment, settings=self.settings)
 
     async def get_cohort_features(
         self, customer_ids: Iterable[str], *, days: object = None, as_of: object = None

@@ -20,7 +20,8 @@ point is the minimum across them.
 
 Layout, one hash per key ``<prefix>:offsets:{<topic>[:<n>]}``: ``p:<partition>`` next offset to
 read, ``topic_id`` the Kafka topic id the offsets belong to, ``epoch`` how many times the topic
-was re-created (README "Redis key layout").
+was re-created, ``newest_event_time`` and ``applied_at`` (Unix seconds) of the last batch, for
+status pages (README "Redis key layout").
 """
 
 from __future__ import annotations
@@ -28,17 +29,20 @@ from __future__ import annotations
 import redis
 from redis.cluster import RedisCluster
 
-# KEYS: one watermark hash. ARGV: triples (partition field, expected value or "" for none, new
-# value). Sets every new value and returns 1 when each field holds its expected value (or
-# already the new one: a retry after a lost reply); else changes nothing and returns 0.
+# KEYS: one watermark hash. ARGV[1]: n; then n triples (partition field, expected value or "" for
+# none, new value); then field/value pairs set along (status: newest event time, when applied).
+# Sets everything and returns 1 when each field holds its expected value (or already the new one:
+# a retry after a lost reply); else changes nothing and returns 0.
 _ADVANCE = """
 local set = {}
-for i = 1, #ARGV, 3 do
+local last = 1 + 3 * tonumber(ARGV[1])
+for i = 2, last, 3 do
   local current = redis.call('HGET', KEYS[1], ARGV[i]) or ''
   if current ~= ARGV[i + 1] and current ~= ARGV[i + 2] then return 0 end
   set[#set + 1] = ARGV[i]
   set[#set + 1] = ARGV[i + 2]
 end
+for i = last + 1, #ARGV do set[#set + 1] = ARGV[i] end
 if #set > 0 then redis.call('HSET', KEYS[1], unpack(set)) end
 return 1
 """
@@ -72,21 +76,33 @@ class Watermarks:
                     found[partition] = None if current is None or value is None else min(current, value)
         return found
 
-    def advance(self, expected: dict[int, int | None], new: dict[int, int]) -> bool:
-        """Set ``new`` where every key still holds ``expected`` for those partitions.
-
-        False means a key held something else: Redis went back in time (or was wiped).
+    def advance(
+        self, expected: dict[int, int | None], new: dict[int, int], *, status: dict[str, str] | None = None
+    ) -> bool:
+        """Set ``new`` where every key still holds ``expected`` for those partitions (and the
+        ``status`` fields along). False means a key held something else: Redis went back in
+        time (or was wiped).
         """
-        args: list[str] = []
+        args: list[str] = [str(len(new))]
         for partition, value in new.items():
             before = expected.get(partition)
             args += [_field(partition), "" if before is None else str(before), str(value)]
-        if not args:
+        for name, text in (status or {}).items():
+            args += [name, text]
+        if len(args) == 1:
             return True
         held = True
         for key in self.keys:  # every shard, even when one refuses: the others move on
             held = bool(self._advance(keys=[key], args=args)) and held
         return held
+
+    def status(self) -> dict[str, str]:
+        """The fields a consumer sets along with its watermarks (first key; for status pages)."""
+        raw = self._client.hgetall(self.keys[0])
+        return {
+            (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+            for k, v in raw.items()
+        }
 
     def log_identity(self) -> tuple[str | None, int]:
         """The topic id the stored offsets belong to, and the topic's epoch (0 when unknown)."""

@@ -1,0 +1,66 @@
+"""The consumer's liveness and readiness (health.py): the rules, and the endpoints of a real
+consumer process against real Kafka and Redis."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+
+from stream_features.health import LIVENESS_SECONDS, Progress, liveness, readiness
+
+from .private_redis import free_port
+from .streaming import Pipeline, stop, wait_until
+
+
+def test_liveness_and_readiness_rules() -> None:
+    progress = Progress(heartbeat=100.0, joined=False, settled=0.0, lag=0)
+    assert liveness(progress, 100.0 + LIVENESS_SECONDS - 1)[0]
+    assert not liveness(progress, 100.0 + LIVENESS_SECONDS + 1)[0]
+    assert readiness(progress, 100.0, 60) == (False, "not in the consumer group yet")
+    progress.joined, progress.settled = True, 100.0
+    assert readiness(progress, 1000.0, 60)[0]  # idle with no lag is fine
+    progress.lag = 5000
+    assert readiness(progress, 150.0, 60)[0]
+    ok, reason = readiness(progress, 170.0, 60)
+    assert not ok and "5000 records behind" in reason
+
+
+@pytest.fixture
+def pipeline(kafka_bootstrap: str, redis_url: str, key_prefix: str) -> Iterator[Pipeline]:
+    fresh = Pipeline.fresh(kafka_bootstrap, redis_url, key_prefix)
+    yield fresh
+    fresh.cleanup()
+
+
+def _get(port: int, path: str) -> tuple[int, dict[str, str]]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+@pytest.mark.integration
+def test_a_running_consumer_answers_its_probes(pipeline: Pipeline) -> None:
+    port = free_port()
+    consumer = pipeline.start_consumer("--metrics-port", str(port))
+    try:
+        wait_until(lambda: _ping(port), timeout=60, what="health endpoint up")
+        assert _get(port, "/healthz")[0] == 200
+        wait_until(lambda: _get(port, "/readyz")[0] == 200, timeout=60, what="joined the group")
+        assert _get(port, "/readyz")[1]["reason"] == "joined and making progress"
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            assert b"stream_features_events_total" in response.read() or response.status == 200
+    finally:
+        stop(consumer)
+
+
+def _ping(port: int) -> bool:
+    try:
+        return _get(port, "/healthz")[0] in (200, 503)
+    except OSError:
+        return False
