@@ -13,15 +13,17 @@ import redis.asyncio as aioredis
 from fastapi import Body, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse as StarletteJSONResponse
 from prometheus_client import generate_latest
-from pydantic import BaseModel, Field
 
+from . import api_models as models
+from .api_models import CohortRequest, errors
 from .config import ServiceConfig
 from .errors import CohortTooLarge, InvalidQuery, StateUnreadable
 from .events import MAX_CUSTOMER_ID_BYTES
 from .metrics import ApiMetrics
 from .store.clients import async_client
-from .store.reader import MAX_COHORT_SIZE, AsyncFeatureReader
+from .store.reader import AsyncFeatureReader
 
 log = logging.getLogger(__name__)
 _encoder = msgspec.json.Encoder()
@@ -29,19 +31,12 @@ _encoder = msgspec.json.Encoder()
 MAX_BODY_BYTES = 4 * 1024 * 1024
 
 
-class JSONResponse(Response):
-    """msgspec-encoded JSON: several times faster than the stdlib encoder on feature records."""
-
-    media_type = "application/json"
+class JSONResponse(StarletteJSONResponse):
+    """msgspec-encoded JSON: several times faster than the stdlib encoder on feature records.
+    (A JSONResponse subclass, so the OpenAPI document describes bodies as JSON schemas.)"""
 
     def render(self, content: Any) -> bytes:
         return _encoder.encode(content)
-
-
-class CohortRequest(BaseModel):
-    customer_ids: list[str] = Field(..., description=f"at most {MAX_COHORT_SIZE} distinct ids")
-    days: int | None = Field(None, description="window length in days (default 30)")
-    as_of: str | float | None = Field(None, description="ISO 8601 time or Unix seconds (default now)")
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:
@@ -136,40 +131,74 @@ def create_app(
     as_of_query = Query(None, description="ISO 8601 time or Unix seconds (default now)")
     activity_days = Query(None, description="days to chart, 1..retention_days (default 90)")
 
-    @app.get("/v1/customers/{customer_id:path}/features", summary="Flat features of one customer")
+    lookup = errors(400, 409, 422, 500, 503)
+
+    @app.get(
+        "/v1/customers/{customer_id:path}/features",
+        summary="Flat features of one customer",
+        response_model=None,
+        responses={200: {"model": models.FlatFeatures}, **lookup},
+    )
     async def customer_features(
         customer_id: str, days: int | None = days_query, as_of: str | None = as_of_query
     ) -> Any:
         _check_customer_id(customer_id)
         return await reader.get_features(customer_id, days=days, as_of=_as_of(as_of))
 
-    @app.get("/v1/customers/{customer_id:path}/summary", summary="Nested feature summary with profile metadata")
+    @app.get(
+        "/v1/customers/{customer_id:path}/summary",
+        summary="Nested feature summary with profile metadata",
+        response_model=None,
+        responses={200: {"model": models.Summary}, **lookup},
+    )
     async def customer_summary(customer_id: str, days: int | None = days_query, as_of: str | None = as_of_query) -> Any:
         _check_customer_id(customer_id)
         return await reader.get_summary(customer_id, days=days, as_of=_as_of(as_of))
 
-    @app.get("/v1/customers/{customer_id:path}/activity", summary="Events per day over the last N days (charts)")
+    @app.get(
+        "/v1/customers/{customer_id:path}/activity",
+        summary="Events per day over the last N days (charts)",
+        response_model=None,
+        responses={200: {"model": models.Activity}, **lookup},
+    )
     async def customer_activity(
         customer_id: str, days: int | None = activity_days, as_of: str | None = as_of_query
     ) -> Any:
         _check_customer_id(customer_id)
         return await reader.get_daily_activity(customer_id, days=90 if days is None else days, as_of=_as_of(as_of))
 
-    @app.post("/v1/cohorts/features", summary="Flat features for many customers in one call")
+    cohort = errors(400, 413, 422, 500, 503)
+
+    @app.post(
+        "/v1/cohorts/features",
+        summary="Flat features for many customers in one call",
+        response_model=None,
+        responses={200: {"model": models.CohortFeatures}, **cohort},
+    )
     async def cohort_features(request: CohortRequest = Body(...)) -> Any:  # noqa: B008
         _check_cohort_ids(request.customer_ids)
         return await reader.get_cohort_features(request.customer_ids, days=request.days, as_of=_as_of(request.as_of))
 
-    @app.post("/v1/cohorts/summary", summary="Means, flag rates and trend counts over a cohort")
+    @app.post(
+        "/v1/cohorts/summary",
+        summary="Means, flag rates and trend counts over a cohort",
+        response_model=None,
+        responses={200: {"model": models.CohortSummary}, **cohort},
+    )
     async def cohort_summary(request: CohortRequest = Body(...)) -> Any:  # noqa: B008
         _check_cohort_ids(request.customer_ids)
         return await reader.get_cohort_summary(request.customer_ids, days=request.days, as_of=_as_of(request.as_of))
 
-    @app.get("/healthz", summary="The process is up")
+    @app.get("/healthz", summary="The process is up", response_model=None, responses={200: {"model": models.Health}})
     async def healthz() -> Any:
         return {"status": "ok"}
 
-    @app.get("/readyz", summary="Redis answers")
+    @app.get(
+        "/readyz",
+        summary="Redis answers",
+        response_model=None,
+        responses={200: {"model": models.Ready}, **errors(503)},
+    )
     async def readyz() -> Any:
         try:
             await reader.ping()

@@ -277,7 +277,14 @@ class StatusSampler:
     def mount(self, app: FastAPI) -> None:
         page = resources.files("stream_features.web").joinpath("status.html").read_text()
 
-        @app.get("/v1/status", summary="Throughput, lag and dead letters over the last minutes")
+        from .api_models import Status
+
+        @app.get(
+            "/v1/status",
+            summary="Throughput, lag, partitions, freshness, dead letters and Redis over the last minutes",
+            response_model=None,
+            responses={200: {"model": Status}},
+        )
         async def status_data() -> Any:
             return self.snapshot()
 

@@ -154,3 +154,44 @@ def test_redis_down_gives_503_not_a_stack_trace() -> None:
         assert ready.status_code == 503 and ready.json()["error"] == "not_ready"
         response = client.get("/v1/customers/c/features")
         assert response.status_code == 503 and response.json()["error"] == "unavailable"
+
+
+def test_bodies_are_what_the_openapi_document_says(loaded: tuple[TestClient, CustomerActivityFeatures]) -> None:
+    """Every documented body validates against its model, field for field (no missing or
+    undocumented fields), and the document names those models."""
+    from pydantic import BaseModel
+
+    from stream_features import api_models as models
+
+    client, engine = loaded
+    spec = client.get("/openapi.json").json()
+    customer = engine.customer_ids()[0]
+    quoted = quote(customer, safe="")
+    cases: list[tuple[str, str, type[BaseModel], object]] = [
+        ("get", f"/v1/customers/{quoted}/features", models.FlatFeatures, None),
+        ("get", f"/v1/customers/{quoted}/summary", models.Summary, None),
+        ("get", f"/v1/customers/{quoted}/activity", models.Activity, None),
+        ("post", "/v1/cohorts/summary", models.CohortSummary, {"customer_ids": engine.customer_ids()[:20]}),
+        ("get", "/healthz", models.Health, None),
+        ("get", "/readyz", models.Ready, None),
+        ("get", "/v1/customers/%20/features", models.ErrorBody, None),
+    ]
+    for method, path, model, body in cases:
+        response = client.request(method, path, json=body)
+        payload = response.json()
+        model.model_validate(payload)
+        assert set(payload) == set(model.model_fields), path
+    cohort = client.post("/v1/cohorts/features", json={"customer_ids": engine.customer_ids()[:5]}).json()
+    for features in models.CohortFeatures.model_validate(cohort).root.values():
+        assert set(features.model_dump()) == set(models.FlatFeatures.model_fields)
+    documented = spec["paths"]["/v1/customers/{customer_id}/features"]["get"]["responses"]
+    assert documented["200"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/FlatFeatures"}
+    assert documented["422"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorBody"}
+    assert "HTTPValidationError" not in spec["components"]["schemas"]
+
+
+def test_requests_are_strict(loaded: tuple[TestClient, CustomerActivityFeatures]) -> None:
+    client, _ = loaded
+    for body in ({"customer_ids": [], "as_of": False}, {"customer_ids": [], "days": True}, {"customer_ids": "a"}):
+        response = client.post("/v1/cohorts/summary", json=body)
+        assert response.status_code == 422 and response.json()["error"] == "invalid_request", body

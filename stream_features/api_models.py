@@ -1,0 +1,183 @@
+"""The HTTP API's bodies as typed models: the OpenAPI document other teams generate clients from.
+
+Responses are documented with these models but not validated through them at run time (the
+routes return plain dicts that msgspec serialises once, as fast as before); the contract tests
+and schemathesis hold the two together. Requests are validated strictly: no silent coercion of
+``true`` to 1 or of a number to a string.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, RootModel
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx/5xx answer."""
+
+    error: str = Field(description="machine-readable code, e.g. invalid_query, state_unreadable")
+    message: str = Field(description="what is wrong, for people")
+
+
+class FlatFeatures(BaseModel):
+    """SPEC §4 "flat features" of one customer over a window of ``window_days`` days at ``as_of``."""
+
+    customer_id: str
+    as_of: str = Field(description="ISO 8601, UTC, with Z")
+    window_days: int
+    has_history: bool
+    purchase_count: int
+    total_purchase_value: float
+    average_order_value: float
+    purchase_frequency: float = Field(description="purchases per 30 days")
+    purchase_recency_days: float | None
+    session_count: int
+    session_frequency: float = Field(description="sessions per 30 days")
+    average_session_duration: float = Field(description="seconds")
+    device_usage: dict[str, int]
+    primary_device: str | None
+    converted_cart_count: int
+    abandoned_cart_count: int
+    cart_count: int
+    cart_conversion_ratio: float
+    abandoned_cart_value: float
+    support_ticket_count: int
+    average_response_time_hours: float
+    escalation_count: int
+    escalation_ratio: float
+    engagement_short: float
+    engagement_long: float
+    high_short_term_activity: bool
+    declining_engagement: bool
+    support_risk: bool
+    cart_abandonment_risk: bool
+    retention_concern: bool
+    activity_trend: Literal["inactive", "declining", "growing", "stable"]
+
+
+class PurchaseMetrics(BaseModel):
+    purchase_count: int
+    total_purchase_value: float
+    average_order_value: float
+    purchase_frequency: float
+    purchase_recency_days: float | None
+
+
+class EngagementMetrics(BaseModel):
+    session_count: int
+    session_frequency: float
+    average_session_duration: float
+    device_usage: dict[str, int]
+    primary_device: str | None
+
+
+class CartMetrics(BaseModel):
+    converted_cart_count: int
+    abandoned_cart_count: int
+    cart_count: int
+    cart_conversion_ratio: float
+    abandoned_cart_value: float
+
+
+class SupportMetrics(BaseModel):
+    support_ticket_count: int
+    average_response_time_hours: float
+    escalation_count: int
+    escalation_ratio: float
+
+
+class RetentionIndicators(BaseModel):
+    engagement_short: float
+    engagement_long: float
+    high_short_term_activity: bool
+    declining_engagement: bool
+    support_risk: bool
+    cart_abandonment_risk: bool
+    retention_concern: bool
+    activity_trend: Literal["inactive", "declining", "growing", "stable"]
+
+
+class Summary(BaseModel):
+    """The same values nested, plus the profile attributes."""
+
+    customer_id: str
+    as_of: str
+    window_days: int
+    has_history: bool
+    purchase_metrics: PurchaseMetrics
+    engagement_metrics: EngagementMetrics
+    cart_metrics: CartMetrics
+    support_metrics: SupportMetrics
+    retention_indicators: RetentionIndicators
+    metadata: dict[str, Any]
+
+
+class CohortFeatures(RootModel[dict[str, FlatFeatures]]):
+    """Flat features by customer id (unreadable customers left out)."""
+
+
+class CohortSummary(BaseModel):
+    customer_count: int
+    means: dict[str, float | None] = Field(description="mean of each numeric feature; null when no customer has one")
+    flag_rates: dict[str, float] = Field(description="share of customers with each flag true")
+    activity_trend_counts: dict[str, int]
+
+
+class ActivityDay(BaseModel):
+    start: str = Field(description="ISO 8601 start of the day's tiles")
+    events: int
+
+
+class Activity(BaseModel):
+    customer_id: str
+    as_of: str
+    days: list[ActivityDay]
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Ready(BaseModel):
+    status: Literal["ready"]
+
+
+class Status(BaseModel):
+    """The status page's data (``stream_features.status``)."""
+
+    topic: str
+    group: str
+    error: str | None
+    points: list[dict[str, float]]
+    lag: int | None
+    committed: int | None
+    dead_letters: int | None
+    partitions: list[dict[str, Any]]
+    freshness: dict[str, float | None]
+    dead_letters_by_reason: dict[str, int]
+    recent_dead_letters: dict[str, list[dict[str, Any]]]
+    redis: dict[str, Any]
+
+
+class CohortRequest(BaseModel):
+    """Strict: ``"days": true`` or ``"as_of": false`` are 422, not 1 and 0."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    customer_ids: list[str] = Field(..., description="at most 10,000 distinct ids, each 1..256 UTF-8 bytes")
+    days: int | None = Field(None, description="window length in whole days, 1..retention_days (default 30)")
+    as_of: str | float | None = Field(None, description="ISO 8601 time or Unix seconds (default now)")
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` entries for error statuses, all with the error model."""
+    meaning = {
+        400: "a bad query: days out of range, an unparsable as_of, a bad customer id",
+        409: "the customer's stored state is unreadable (state_unreadable): repair it",
+        413: "a body over 4 MiB (body_too_large) or a cohort over 10,000 ids (cohort_too_large)",
+        422: "a body or parameter of the wrong shape or type (invalid_request)",
+        500: "an unexpected error (internal)",
+        503: "Redis is unavailable (unavailable / not_ready)",
+    }
+    return {status: {"model": ErrorBody, "description": meaning[status]} for status in statuses}
