@@ -6,21 +6,21 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 import redis.asyncio as aioredis
-from fastapi import Body, FastAPI, Query, Request
+from fastapi import Body, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 from fastapi.responses import JSONResponse as StarletteJSONResponse
 from prometheus_client import generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import api_models as models
-from .api_models import CohortRequest, errors
+from .api_models import AS_OF_SCHEMA, CUSTOMER_ID_PATTERN, CohortRequest, checked_as_of, cohort_request_model, errors
 from .config import ServiceConfig
 from .errors import CohortTooLarge, InvalidQuery, StateUnreadable
-from .events import MAX_CUSTOMER_ID_BYTES
 from .metrics import ApiMetrics
 from .store.clients import async_client
 from .store.reader import AsyncFeatureReader
@@ -39,19 +39,20 @@ class JSONResponse(StarletteJSONResponse):
         return _encoder.encode(content)
 
 
+CustomerIdPath = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=256,
+        pattern=CUSTOMER_ID_PATTERN,
+        description="1..256 characters, not blank",
+        examples=["cust-0000042"],
+    ),
+]
+
+
 def _error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"error": code, "message": message}, status_code=status)
-
-
-def _check_customer_id(customer_id: str) -> None:
-    if not customer_id.strip() or len(customer_id.encode("utf-8", "surrogatepass")) > MAX_CUSTOMER_ID_BYTES:
-        raise InvalidQuery(f"customer id must be 1..{MAX_CUSTOMER_ID_BYTES} UTF-8 bytes and not blank")
-
-
-def _check_cohort_ids(customer_ids: list[str]) -> None:
-    """Every cohort id passes the path ids' check (before the size check: bad ids are 400)."""
-    for customer_id in customer_ids:
-        _check_customer_id(customer_id)
 
 
 def create_app(
@@ -117,6 +118,14 @@ def create_app(
             problems.append(f"{where}: {error.get('msg')}")
         return _error(422, "invalid_request", "; ".join(problems))
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # Routing and body-reading errors (404, 405, an undecodable body) in the one error model.
+        codes = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed"}
+        response = _error(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail))
+        response.headers.update(exc.headers or {})  # e.g. Allow on a 405
+        return response
+
     @app.exception_handler(aioredis.RedisError)
     async def store_down(_request: Request, exc: aioredis.RedisError) -> JSONResponse:
         log.warning("redis error: %s", exc)
@@ -127,9 +136,11 @@ def create_app(
         log.exception("unhandled error", exc_info=exc)
         return _error(500, "internal", "internal error")
 
-    days_query = Query(None, description="window length in whole days, 1..retention_days (default 30)")
-    as_of_query = Query(None, description="ISO 8601 time or Unix seconds (default now)")
-    activity_days = Query(None, description="days to chart, 1..retention_days (default 90)")
+    retention = config.engine.retention_days
+    days_query = Query(None, ge=1, le=retention, description="window length in whole days (default 30)")
+    as_of_query = Query(None, description=AS_OF_SCHEMA["description"], json_schema_extra=AS_OF_SCHEMA)
+    activity_days = Query(None, ge=1, le=retention, description="days to chart (default 90)")
+    Body_ = cohort_request_model(retention)
 
     lookup = errors(400, 409, 422, 500, 503)
 
@@ -140,9 +151,8 @@ def create_app(
         responses={200: {"model": models.FlatFeatures}, **lookup},
     )
     async def customer_features(
-        customer_id: str, days: int | None = days_query, as_of: str | None = as_of_query
+        customer_id: CustomerIdPath, days: int | None = days_query, as_of: str | None = as_of_query
     ) -> Any:
-        _check_customer_id(customer_id)
         return await reader.get_features(customer_id, days=days, as_of=_as_of(as_of))
 
     @app.get(
@@ -151,8 +161,9 @@ def create_app(
         response_model=None,
         responses={200: {"model": models.Summary}, **lookup},
     )
-    async def customer_summary(customer_id: str, days: int | None = days_query, as_of: str | None = as_of_query) -> Any:
-        _check_customer_id(customer_id)
+    async def customer_summary(
+        customer_id: CustomerIdPath, days: int | None = days_query, as_of: str | None = as_of_query
+    ) -> Any:
         return await reader.get_summary(customer_id, days=days, as_of=_as_of(as_of))
 
     @app.get(
@@ -162,32 +173,27 @@ def create_app(
         responses={200: {"model": models.Activity}, **lookup},
     )
     async def customer_activity(
-        customer_id: str, days: int | None = activity_days, as_of: str | None = as_of_query
+        customer_id: CustomerIdPath, days: int | None = activity_days, as_of: str | None = as_of_query
     ) -> Any:
-        _check_customer_id(customer_id)
         return await reader.get_daily_activity(customer_id, days=90 if days is None else days, as_of=_as_of(as_of))
 
     cohort = errors(400, 413, 422, 500, 503)
 
-    @app.post(
-        "/v1/cohorts/features",
-        summary="Flat features for many customers in one call",
-        response_model=None,
-        responses={200: {"model": models.CohortFeatures}, **cohort},
-    )
     async def cohort_features(request: CohortRequest = Body(...)) -> Any:  # noqa: B008
-        _check_cohort_ids(request.customer_ids)
         return await reader.get_cohort_features(request.customer_ids, days=request.days, as_of=_as_of(request.as_of))
 
-    @app.post(
-        "/v1/cohorts/summary",
-        summary="Means, flag rates and trend counts over a cohort",
-        response_model=None,
-        responses={200: {"model": models.CohortSummary}, **cohort},
-    )
     async def cohort_summary(request: CohortRequest = Body(...)) -> Any:  # noqa: B008
-        _check_cohort_ids(request.customer_ids)
         return await reader.get_cohort_summary(request.customer_ids, days=request.days, as_of=_as_of(request.as_of))
+
+    # The body model carries this deployment's bounds (retention): FastAPI reads it from the
+    # annotation, so the annotation is set before the routes are registered.
+    for route, summary, model in (
+        (cohort_features, "Flat features for many customers in one call", models.CohortFeatures),
+        (cohort_summary, "Means, flag rates and trend counts over a cohort", models.CohortSummary),
+    ):
+        route.__annotations__["request"] = Body_
+        path = "/v1/cohorts/features" if route is cohort_features else "/v1/cohorts/summary"
+        app.post(path, summary=summary, response_model=None, responses={200: {"model": model}, **cohort})(route)
 
     @app.get("/healthz", summary="The process is up", response_model=None, responses={200: {"model": models.Health}})
     async def healthz() -> Any:
@@ -300,5 +306,9 @@ class _BodyLimit:
 
 
 def _as_of(value: str | float | None) -> object:
-    """As given: ``parse_timestamp`` reads a string of digits as Unix seconds, like everywhere."""
-    return value
+    """``value`` if it is in the documented syntax (then ``parse_timestamp`` reads it as
+    everywhere); else the same 422 as any other schema violation."""
+    try:
+        return checked_as_of(value)
+    except ValueError as exc:
+        raise RequestValidationError([{"loc": ("query", "as_of"), "msg": str(exc), "type": "value_error"}]) from None

@@ -8,9 +8,61 @@ and schemathesis hold the two together. Requests are validated strictly: no sile
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    RootModel,
+    StringConstraints,
+    WithJsonSchema,
+    create_model,
+)
+
+from .timeparse import MAX_UNIX_SECONDS, MIN_AS_OF_SECONDS
+
+# What the HTTP API accepts as a time, exactly as the OpenAPI document says: an RFC 3339
+# date-time from year 1, or Unix seconds as digits (query) or a number (body). Python callers
+# may pass any ISO 8601 shape; over HTTP the typed contract is the narrower one.
+AS_OF_DIGITS = r"^[0-9]{1,11}(\.[0-9]{1,9})?$"
+AS_OF_YEAR = r"^([1-9][0-9]{3}|0[1-9][0-9]{2})-"  # year 0100 or later
+AS_OF_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {"type": "string", "format": "date-time", "pattern": AS_OF_YEAR},
+        {"type": "string", "pattern": AS_OF_DIGITS},
+    ],
+    "description": "RFC 3339 date-time (year 0100 or later) or Unix seconds (default now)",
+}
+_RFC3339 = re.compile(
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+)
+_DIGITS = re.compile(AS_OF_DIGITS)
+# A customer id in a path or a cohort: 1..256 characters, not only ASCII whitespace. (An id the
+# consumer would refuse, e.g. over 256 UTF-8 bytes, simply has no history.)
+CUSTOMER_ID_PATTERN = r"[^ \t\n\r\f\v]"
+CustomerId = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=CUSTOMER_ID_PATTERN)]
+
+
+def _whole_number(value: object) -> object:
+    """JSON Schema's integer: 30 and 30.0, never true or "30" (strict mode does the rest)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+WholeNumber = Annotated[int, BeforeValidator(_whole_number)]
+
+
+def checked_as_of(value: str | float | None) -> str | float | None:
+    """``value`` if it is in the documented syntax; else ``ValueError``."""
+    if value is None or isinstance(value, int | float):
+        return value
+    if _DIGITS.match(value) or _RFC3339.match(value):
+        return value
+    raise ValueError("as_of must be an RFC 3339 date-time or Unix seconds")
 
 
 class ErrorBody(BaseModel):
@@ -165,9 +217,38 @@ class CohortRequest(BaseModel):
 
     model_config = ConfigDict(strict=True, extra="forbid")
 
-    customer_ids: list[str] = Field(..., description="at most 10,000 distinct ids, each 1..256 UTF-8 bytes")
+    customer_ids: list[CustomerId] = Field(..., description="at most 10,000 distinct ids")
     days: int | None = Field(None, description="window length in whole days, 1..retention_days (default 30)")
-    as_of: str | float | None = Field(None, description="ISO 8601 time or Unix seconds (default now)")
+    as_of: str | float | None = Field(None, description="RFC 3339 date-time or Unix seconds (default now)")
+
+
+def cohort_request_model(retention_days: int) -> type[CohortRequest]:
+    """The request body with this deployment's bounds written into the schema."""
+    as_of_schema: dict[str, Any] = {
+        "anyOf": [
+            *AS_OF_SCHEMA["anyOf"],
+            {"type": "number", "minimum": MIN_AS_OF_SECONDS, "maximum": MAX_UNIX_SECONDS},
+            {"type": "null"},
+        ]
+    }
+    model: type[CohortRequest] = create_model(
+        "CohortRequest",
+        __base__=CohortRequest,
+        days=(
+            Annotated[
+                WholeNumber,
+                Field(ge=1, le=retention_days),
+                WithJsonSchema({"type": "integer", "minimum": 1, "maximum": retention_days}),
+            ]
+            | None,
+            Field(None, description="window length in whole days (default 30)"),
+        ),
+        as_of=(
+            str | float | None,
+            Field(None, description=AS_OF_SCHEMA["description"], json_schema_extra=as_of_schema),
+        ),
+    )
+    return model
 
 
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:

@@ -15,6 +15,9 @@ TimestampInput = datetime | str | int | float
 # Unix seconds outside [1970, 9999] are almost certainly unit mistakes (ms, µs) or garbage.
 MIN_UNIX_SECONDS = 0.0
 MAX_UNIX_SECONDS = 253402300799.0  # 9999-12-31T23:59:59Z
+# A query may look far back (features before 1970 are simply empty); from year 100 on, so that a
+# window's days before it still have dates.
+MIN_AS_OF_SECONDS = -59011459200.0  # 0100-01-01T00:00:00Z
 # A string of digits (with an optional fraction) is Unix seconds everywhere (events, HTTP, CLI,
 # Python): "20261126" would otherwise be an ISO 8601 basic date in one place and seconds in another.
 _UNIX_TEXT = re.compile(r"\s*\d{1,20}(?:\.\d{1,20})?\s*")
@@ -30,7 +33,7 @@ def datetime_to_unix(value: datetime) -> float:
     return value.timestamp()
 
 
-def parse_timestamp(value: object) -> float:
+def parse_timestamp(value: object, *, earliest: float = MIN_UNIX_SECONDS) -> float:
     """Parse an event or query timestamp to Unix seconds.
 
     Accepts RFC 3339 / ISO 8601 strings (``Z``, ``+02:00`` offsets, fractional seconds, no
@@ -53,8 +56,8 @@ def parse_timestamp(value: object) -> float:
     if isinstance(value, datetime):
         seconds = datetime_to_unix(value)
     elif isinstance(value, int):
-        if not MIN_UNIX_SECONDS <= value <= MAX_UNIX_SECONDS:  # before float(): 10**400 overflows it
-            raise ValueError("timestamp is outside 1970-01-01..9999-12-31")
+        if not earliest <= value <= MAX_UNIX_SECONDS:  # before float(): 10**400 overflows it
+            raise ValueError(f"timestamp is outside {unix_to_iso(earliest)[:10]}..9999-12-31")
         seconds = float(value)
     elif isinstance(value, float):
         seconds = value + 0.0  # -0.0 is 0.0
@@ -64,8 +67,8 @@ def parse_timestamp(value: object) -> float:
         seconds = _parse_text(value)
     else:
         raise ValueError("timestamp must be an ISO 8601 string or Unix seconds")
-    if not MIN_UNIX_SECONDS <= seconds <= MAX_UNIX_SECONDS:
-        raise ValueError("timestamp is outside 1970-01-01..9999-12-31")
+    if not earliest <= seconds <= MAX_UNIX_SECONDS:
+        raise ValueError(f"timestamp is outside {unix_to_iso(earliest)[:10]}..9999-12-31")
     return seconds
 
 
@@ -91,11 +94,12 @@ def _parse_text(value: str) -> float:
 
 
 def parse_as_of(value: object, *, now: float) -> float:
-    """A query's ``as_of``: None means now; otherwise any shape ``parse_timestamp`` accepts."""
+    """A query's ``as_of``: None means now; otherwise any shape ``parse_timestamp`` accepts,
+    from year 100 on (an event's time must be 1970 or later; a question may be about the past)."""
     if value is None:
         return now
     try:
-        return parse_timestamp(value)
+        return parse_timestamp(value, earliest=MIN_AS_OF_SECONDS)
     except ValueError as exc:
         raise InvalidQuery(f"as_of: {exc}") from None
 

@@ -191,9 +191,6 @@ def test_api_caps_bodies_and_checks_cohort_ids() -> None:
     for body in (big, chunks()):
         response = client.post("/v1/cohorts/features", content=body, headers={"content-type": "application/json"})
         assert response.status_code == 413 and response.json()["error"] == "body_too_large"
-    for ids in ([""], [" "], ["x" * 257], ["ok", "y" * 1_000_000]):
+    for ids in ([""], [" "], ["x" * 257], ["ok", "y" * 1_000_000], ["", "ok"]):
         response = client.post("/v1/cohorts/summary", json={"customer_ids": ids})
-        assert response.status_code in (400, 413), response.text
-        assert response.json()["error"] in ("invalid_query", "body_too_large")
-    response = client.post("/v1/cohorts/summary", json={"customer_ids": ["", "ok"]})
-    assert response.status_code == 400 and response.json()["error"] == "invalid_query"
+        assert response.status_code == 422 and response.json()["error"] == "invalid_request", response.text
