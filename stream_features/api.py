@@ -18,7 +18,15 @@ from prometheus_client import generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import api_models as models
-from .api_models import AS_OF_SCHEMA, CUSTOMER_ID_PATTERN, CohortRequest, checked_as_of, cohort_request_model, errors
+from .api_models import (
+    AS_OF_SCHEMA,
+    CUSTOMER_ID_PATTERN,
+    CohortRequest,
+    checked_as_of,
+    cohort_request_model,
+    errors,
+    point_in_time_request_model,
+)
 from .config import ServiceConfig
 from .errors import CohortTooLarge, InvalidQuery, StateUnreadable
 from .metrics import ApiMetrics
@@ -153,7 +161,7 @@ def create_app(
     async def customer_features(
         customer_id: CustomerIdPath, days: int | None = days_query, as_of: str | None = as_of_query
     ) -> Any:
-        return await reader.get_features(customer_id, days=days, as_of=_as_of(as_of))
+        return JSONResponse(await reader.get_features(customer_id, days=days, as_of=_as_of(as_of)))
 
     @app.get(
         "/v1/customers/{customer_id:path}/summary",
@@ -164,7 +172,7 @@ def create_app(
     async def customer_summary(
         customer_id: CustomerIdPath, days: int | None = days_query, as_of: str | None = as_of_query
     ) -> Any:
-        return await reader.get_summary(customer_id, days=days, as_of=_as_of(as_of))
+        return JSONResponse(await reader.get_summary(customer_id, days=days, as_of=_as_of(as_of)))
 
     @app.get(
         "/v1/customers/{customer_id:path}/activity",
@@ -175,15 +183,18 @@ def create_app(
     async def customer_activity(
         customer_id: CustomerIdPath, days: int | None = activity_days, as_of: str | None = as_of_query
     ) -> Any:
-        return await reader.get_daily_activity(customer_id, days=90 if days is None else days, as_of=_as_of(as_of))
+        days = 90 if days is None else days
+        return JSONResponse(await reader.get_daily_activity(customer_id, days=days, as_of=_as_of(as_of)))
 
     cohort = errors(400, 413, 422, 500, 503)
 
     async def cohort_features(request: CohortRequest = Body(...)) -> Any:  # noqa: B008
-        return await reader.get_cohort_features(request.customer_ids, days=request.days, as_of=_as_of(request.as_of))
+        found = await reader.get_cohort_features(request.customer_ids, days=request.days, as_of=_as_of(request.as_of))
+        return JSONResponse(found)
 
     async def cohort_summary(request: CohortRequest = Body(...)) -> Any:  # noqa: B008
-        return await reader.get_cohort_summary(request.customer_ids, days=request.days, as_of=_as_of(request.as_of))
+        found = await reader.get_cohort_summary(request.customer_ids, days=request.days, as_of=_as_of(request.as_of))
+        return JSONResponse(found)
 
     # The body model carries this deployment's bounds (retention): FastAPI reads it from the
     # annotation, so the annotation is set before the routes are registered.
@@ -194,6 +205,20 @@ def create_app(
         route.__annotations__["request"] = Body_
         path = "/v1/cohorts/features" if route is cohort_features else "/v1/cohorts/summary"
         app.post(path, summary=summary, response_model=None, responses={200: {"model": model}, **cohort})(route)
+
+    PointInTime = point_in_time_request_model(retention)
+
+    async def features_at(request: Any = Body(...)) -> Any:  # noqa: B008
+        rows = [(row.customer_id, _as_of(row.as_of)) for row in request.rows]
+        return JSONResponse({"rows": await reader.get_features_at(rows, days=request.days)})
+
+    features_at.__annotations__["request"] = PointInTime
+    app.post(
+        "/v1/features/at",
+        summary="Flat features of many (customer, as_of) rows, each exactly as of its own time",
+        response_model=None,
+        responses={200: {"model": models.PointInTimeResponse}, **cohort},
+    )(features_at)
 
     @app.get("/healthz", summary="The process is up", response_model=None, responses={200: {"model": models.Health}})
     async def healthz() -> Any:
@@ -312,3 +337,16 @@ def _as_of(value: str | float | None) -> object:
         return checked_as_of(value)
     except ValueError as exc:
         raise RequestValidationError([{"loc": ("query", "as_of"), "msg": str(exc), "type": "value_error"}]) from None
+
+
+def create_app_from_env() -> FastAPI:
+    """The app for ``serve --workers N``: each worker process builds its own from the
+    environment the CLI prepared (flags included), status page per ``STREAM_FEATURES_STATUS``."""
+    import os
+
+    from .config import config_from_env
+    from .status import StatusSampler
+
+    config = config_from_env()
+    status = StatusSampler(config) if os.environ.get("STREAM_FEATURES_STATUS", "1") == "1" else None
+    return create_app(config, status=status)

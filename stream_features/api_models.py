@@ -251,6 +251,47 @@ def cohort_request_model(retention_days: int) -> type[CohortRequest]:
     return model
 
 
+class PointInTimeRow(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    customer_id: CustomerId
+    as_of: str | float = Field(description="RFC 3339 date-time or Unix seconds: this row's own time")
+
+
+class PointInTimeResponse(BaseModel):
+    """One entry per row, in row order; null where the customer's stored state is unreadable."""
+
+    rows: list[FlatFeatures | None]
+
+
+def point_in_time_request_model(retention_days: int) -> type[BaseModel]:
+    """``{"rows": [{customer_id, as_of}], "days": N}``, at most 10,000 rows, with this
+    deployment's bounds in the schema."""
+    row_as_of: dict[str, Any] = {
+        "anyOf": [
+            *AS_OF_SCHEMA["anyOf"],
+            {"type": "number", "minimum": MIN_AS_OF_SECONDS, "maximum": MAX_UNIX_SECONDS},
+        ]
+    }
+    row = create_model(
+        "PointInTimeRow",
+        __base__=PointInTimeRow,
+        as_of=(str | float, Field(description="this row's own time", json_schema_extra=row_as_of)),
+    )
+    days_type = Annotated[
+        WholeNumber,
+        Field(ge=1, le=retention_days),
+        WithJsonSchema({"type": "integer", "minimum": 1, "maximum": retention_days}),
+    ]
+    model: type[BaseModel] = create_model(
+        "PointInTimeRequest",
+        __config__=ConfigDict(strict=True, extra="forbid"),
+        rows=(list[row], Field(..., max_length=10_000, description="at most 10,000 rows")),  # type: ignore[valid-type]
+        days=(days_type | None, Field(None, description="window length in whole days (default 30)")),
+    )
+    return model
+
+
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """``responses=`` entries for error statuses, all with the error model."""
     meaning = {

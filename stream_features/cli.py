@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import signal
 import sys
 import time
@@ -92,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--no-status", action="store_true", help="no status page (no Kafka reads)")
+    serve.add_argument(
+        "--workers", type=_positive_int, default=1, help="server processes on the port (default 1; see README)"
+    )
 
     features = sub.add_parser("features", help="print one customer's features")
     _add_connection_flags(features, kafka=False)
@@ -100,6 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
     features.add_argument("--as-of", type=_timestamp, help="ISO 8601 time or Unix seconds (default now)")
     features.add_argument("--summary", action="store_true", help="nested summary with metadata")
     features.add_argument("--json", action="store_true", help="JSON output for scripts")
+
+    at = sub.add_parser("features-at", help="features of (customer_id, as_of) rows, each as of its own time")
+    _add_connection_flags(at, kafka=False)
+    at.add_argument("rows", help="CSV (header: customer_id,as_of) or JSONL file of rows, or - for standard input")
+    at.add_argument("--days", type=_positive_int, default=30)
+    at.add_argument("--output", "-o", default="-", help="JSONL output file, or - for standard output")
+    at.add_argument("--no-progress", action="store_true")
 
     produce = sub.add_parser("produce", help="send JSONL events (FILE or -) to the topic")
     _add_connection_flags(produce)
@@ -201,6 +213,32 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_features_at(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .point_in_time import answer_rows, read_rows
+    from .store.reader import FeatureReader
+
+    config = _config(args)
+    reader = FeatureReader(redis_client(config, socket_timeout=10), config.engine, prefix=config.key_prefix)
+    jsonl = args.rows.endswith((".jsonl", ".json", ".ndjson"))
+    columns = (TextColumn("rows"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with contextlib.ExitStack() as files:
+        source = sys.stdin if args.rows == "-" else files.enter_context(Path(args.rows).open(encoding="utf-8"))
+        out = sys.stdout.buffer if args.output == "-" else files.enter_context(Path(args.output).open("wb"))
+        with Progress(*columns, disable=args.no_progress or args.output == "-") as progress:
+            task = progress.add_task("rows", total=None)
+            count = answer_rows(
+                reader,
+                read_rows(source, jsonl=jsonl),
+                out,
+                days=args.days,
+                progress=lambda done: progress.update(task, completed=done),
+            )
+    print(f"{count} rows", file=sys.stderr)
+    return 0
+
+
 def _cmd_repair(args: argparse.Namespace) -> int:
     from .repair import repair_customer
 
@@ -216,8 +254,22 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from .status import StatusSampler
 
     config = _config(args)
-    app = create_app(config, status=None if args.no_status else StatusSampler(config))
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
+    # SIGTERM/SIGINT: uvicorn stops accepting, lets requests in progress finish (up to 10 s), exits.
+    common = {"host": args.host, "port": args.port, "log_level": args.log_level, "access_log": False}
+    if args.workers == 1:
+        app = create_app(config, status=None if args.no_status else StatusSampler(config))
+        uvicorn.run(app, timeout_graceful_shutdown=10, **common)
+        return 0
+    # Several processes on one port: each builds the app from the environment, flags included.
+    os.environ.update(config.to_env())
+    os.environ["STREAM_FEATURES_STATUS"] = "0" if args.no_status else "1"
+    uvicorn.run(
+        "stream_features.api:create_app_from_env",
+        factory=True,
+        workers=args.workers,
+        timeout_graceful_shutdown=10,
+        **common,
+    )
     return 0
 
 
@@ -335,5 +387,6 @@ _COMMANDS = {
     "produce": _cmd_produce,
     "generate": _cmd_generate,
     "repair": _cmd_repair,
+    "features-at": _cmd_features_at,
     "status": _cmd_status,
 }

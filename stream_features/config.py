@@ -56,6 +56,21 @@ class ServiceConfig:
             "max_event_ids": self.engine.max_event_ids,
         }
 
+    def to_env(self) -> dict[str, str]:
+        """The environment that ``config_from_env`` reads back into these settings (for worker
+        processes). Engine settings and Kafka options come from the environment already."""
+        env = {
+            "KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap_servers,
+            "STREAM_FEATURES_TOPIC": self.topic,
+            "STREAM_FEATURES_GROUP": self.group_id,
+            "REDIS_URL": self.redis_url,
+            "REDIS_CLUSTER": "1" if self.redis_cluster else "",
+            "STREAM_FEATURES_KEY_PREFIX": self.key_prefix,
+        }
+        for name, value in self.kafka_options.items():
+            env[KAFKA_OPTION_ENV_PREFIX + name.upper().replace(".", "_")] = value
+        return env
+
     def with_overrides(self, **changes: Any) -> ServiceConfig:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 

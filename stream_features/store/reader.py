@@ -93,6 +93,19 @@ class FeatureReader(_ReaderBase):
         ((features, metadata),) = self._records([customer_id], resolved_days, moment)
         return summarize(features, metadata)
 
+    def get_features_at(
+        self, rows: Iterable[tuple[str, object]], *, days: int | None = None
+    ) -> list[dict[str, Any] | None]:
+        """Flat features of each (customer, as_of) row at its own time, in row order: one
+        HGETALL per distinct customer (pipelined), then the maths per row. Exact within
+        retention: a window sees only tiles up to the tile of its ``as_of``, so nothing later
+        leaks in. A row whose customer is unreadable gives None."""
+        resolved = [(customer, self._resolve(days, as_of)) for customer, as_of in rows]
+        customers = list(dict.fromkeys(customer for customer, _ in resolved))
+        if len(resolved) > MAX_COHORT_SIZE:
+            raise CohortTooLarge(f"at most {MAX_COHORT_SIZE} rows per call, got {len(resolved)}")
+        return _rows_at(customers, self._fetch(customers), resolved, self.settings)
+
     def get_daily_activity(self, customer_id: str, *, days: int | None = 90, as_of: object = None) -> dict[str, Any]:
         """Events per day over the last ``days`` days (for charts)."""
         resolved_days, moment = self._resolve(days, as_of)
@@ -155,6 +168,15 @@ class AsyncFeatureReader(_ReaderBase):
         ((features, metadata),) = await self.records([customer_id], days=days, as_of=as_of, cohort=False)
         return summarize(features, metadata)
 
+    async def get_features_at(
+        self, rows: Iterable[tuple[str, object]], *, days: object = None
+    ) -> list[dict[str, Any] | None]:
+        resolved = [(customer, self._resolve(days, as_of)) for customer, as_of in rows]
+        customers = list(dict.fromkeys(customer for customer, _ in resolved))
+        if len(resolved) > MAX_COHORT_SIZE:
+            raise CohortTooLarge(f"at most {MAX_COHORT_SIZE} rows per call, got {len(resolved)}")
+        return _rows_at(customers, await self._fetch(customers), resolved, self.settings)
+
     async def get_daily_activity(self, customer_id: str, *, days: object = 90, as_of: object = None) -> dict[str, Any]:
         resolved_days, moment = self._resolve(days, as_of)
         raw = await self._client.hgetall(tiles_key(customer_id, self._prefix))
@@ -175,3 +197,22 @@ class AsyncFeatureReader(_ReaderBase):
 
     async def ping(self) -> bool:
         return bool(await self._client.ping())
+
+
+def _rows_at(
+    customers: list[str],
+    raws: list[dict[bytes, bytes]],
+    rows: list[tuple[str, tuple[int, float]]],
+    settings: EngineSettings,
+) -> list[dict[str, Any] | None]:
+    tiles_of: dict[str, Any] = {}
+    for customer, raw in zip(customers, raws, strict=True):
+        try:
+            tiles_of[customer] = decode_customer_hash(raw, customer)[0]
+        except StateUnreadable as exc:
+            log.warning("left out of a point-in-time lookup: %s", exc)
+    out: list[dict[str, Any] | None] = []
+    for customer, (days, as_of) in rows:
+        tiles = tiles_of.get(customer)
+        out.append(None if tiles is None else flat_features(customer, tiles, days=days, as_of=as_of, settings=settings))
+    return out
