@@ -208,6 +208,7 @@ class Status(BaseModel):
     partitions: list[dict[str, Any]]
     freshness: dict[str, float | None]
     dead_letters_by_reason: dict[str, int]
+    dead_letters_last_5_minutes: dict[str, int]
     recent_dead_letters: dict[str, list[dict[str, Any]]]
     redis: dict[str, Any]
 

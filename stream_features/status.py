@@ -52,6 +52,8 @@ class Details:
 
     partitions: list[dict[str, Any]] = field(default_factory=list)
     dead_letters_by_reason: dict[str, int] = field(default_factory=dict)
+    # (sample time, counts by reason then): the window's increase is "over time" per reason.
+    reason_history: deque[tuple[float, dict[str, int]]] = field(default_factory=lambda: deque(maxlen=600))
     recent_dead_letters: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     freshness: dict[str, float | None] = field(default_factory=dict)
     redis: dict[str, Any] = field(default_factory=dict)
@@ -182,6 +184,20 @@ class StatusSampler:
                 }
             )
             del recent[:-RECENT_PER_REASON]
+        self.details.reason_history.append((time.time(), dict(self.details.dead_letters_by_reason)))
+
+    def _recent_reason_counts(self, window_seconds: float = 300.0) -> dict[str, int]:
+        """Dead letters per reason in the last ``window_seconds``, from the sampled totals."""
+        history = self.details.reason_history
+        if not history:
+            return {}
+        now, latest = history[-1]
+        baseline: dict[str, int] = {}
+        for at, counts in history:
+            if at >= now - window_seconds:
+                break
+            baseline = counts
+        return {reason: total - baseline.get(reason, 0) for reason, total in latest.items()}
 
     def _start_dlq_reader(self) -> Consumer | None:
         """A reader of the dead-letter topic from its last 1,000 records per partition on."""
@@ -270,6 +286,7 @@ class StatusSampler:
             "partitions": self.details.partitions,
             "freshness": self.details.freshness,
             "dead_letters_by_reason": self.details.dead_letters_by_reason,
+            "dead_letters_last_5_minutes": self._recent_reason_counts(),
             "recent_dead_letters": self.details.recent_dead_letters,
             "redis": self.details.redis,
         }

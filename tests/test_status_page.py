@@ -154,6 +154,7 @@ def test_status_page_chart_and_lookup(kafka_bootstrap: str, redis_url: str, key_
         summary = json.loads(as_json.stdout)
         assert [p["partition"] for p in summary["partitions"]] == [0, 1, 2, 3]
         assert summary["dead_letters_by_reason"] == {"malformed_json": 1}
+        assert summary["dead_letters_last_5_minutes"] == {"malformed_json": 1}
         shot = tmp_path / "status.png"
         subprocess.run(
             [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile-shot'}", f"--screenshot={shot}", url],
