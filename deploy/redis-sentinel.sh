@@ -19,12 +19,15 @@ server() {  # port, extra args...
   local port=$1; shift
   mkdir -p "$BASE/data-$port"
   up "$port" && return 0
-  redis-server "$DEPLOY_DIR/redis.conf" --port "$port" --dir "$BASE/data-$port" --pidfile "$BASE/redis-$port.pid" \
+  # Sentinel runs CONFIG REWRITE on a promoted replica: each server gets its own copy of the file.
+  cp "$DEPLOY_DIR/redis.conf" "$BASE/redis-$port.conf"
+  redis-server "$BASE/redis-$port.conf" --port "$port" --dir "$BASE/data-$port" --pidfile "$BASE/redis-$port.pid" \
     --logfile "$LOG_DIR/redis-$port.log" --daemonize yes "$@"
 }
 
 start() {
   "$DEPLOY_DIR/redis.sh" install
+  mkdir -p "$BASE"
   server "$PRIMARY"
   for _ in $(seq 1 40); do up "$PRIMARY" && break; sleep 0.25; done
   server "$REPLICA" --replicaof 127.0.0.1 "$PRIMARY"

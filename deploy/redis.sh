@@ -20,7 +20,9 @@ start() {
   install
   if running; then echo "redis.sh: already running on 127.0.0.1:$REDIS_PORT"; return 0; fi
   mkdir -p "$DATA"
-  redis-server "$DEPLOY_DIR/redis.conf" --port "$REDIS_PORT" --dir "$DATA" \
+  # Redis may rewrite its config file (CONFIG REWRITE): it runs from a copy, never the repository's.
+  cp "$DEPLOY_DIR/redis.conf" "$SF_HOME/redis-$REDIS_PORT.conf"
+  redis-server "$SF_HOME/redis-$REDIS_PORT.conf" --port "$REDIS_PORT" --dir "$DATA" \
     --pidfile "$PIDFILE" --logfile "$LOG_DIR/redis-$REDIS_PORT.log" --daemonize yes
   for _ in $(seq 1 60); do running && break; sleep 0.25; done
   running || { echo "redis.sh: Redis did not answer; see $LOG_DIR/redis-$REDIS_PORT.log" >&2; exit 1; }

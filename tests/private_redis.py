@@ -53,7 +53,12 @@ class PrivateRedis:
 
     def start(self) -> PrivateRedis:
         self.data.mkdir(parents=True, exist_ok=True)
-        command = ["redis-server", str(ROOT / "deploy" / "redis.conf"), "--port", str(self.port)]
+        # A copy of deploy/redis.conf: Redis rewrites its own config file (CONFIG REWRITE, which
+        # Sentinel runs on a promoted replica), and the repository's copy must stay as it is.
+        config = self.directory / "redis.conf"
+        if not config.exists():
+            shutil.copyfile(ROOT / "deploy" / "redis.conf", config)
+        command = ["redis-server", str(config), "--port", str(self.port)]
         command += ["--dir", str(self.data), "--save", "", "--logfile", str(self.directory / "redis.log"), *self.extra]
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = redis.Redis(port=self.port, socket_timeout=1)

@@ -17,6 +17,7 @@ import redis
 from stream_features.generate import GeneratorOptions, generate_events
 
 from .private_redis import PrivateRedis, PrivateSentinels
+from .services import ROOT
 from .streaming import Pipeline, assert_same_state, memory_engine, wait_until
 
 pytestmark = pytest.mark.integration
@@ -42,6 +43,7 @@ def test_failover_to_a_lagging_replica_mid_ingest_loses_nothing(
     replicated: tuple[PrivateRedis, PrivateRedis, PrivateSentinels], kafka_bootstrap: str
 ) -> None:
     primary, replica, sentinels = replicated
+    shipped = (ROOT / "deploy" / "redis.conf").read_bytes()  # Sentinel rewrites a promoted replica's file
     pipeline = Pipeline.fresh(kafka_bootstrap, sentinels.url, "sf")
     now = time.time()
     options = GeneratorOptions(customers=3000, events=60000, start=now - 90 * 86400, end=now - 60, seed=61)
@@ -66,6 +68,7 @@ def test_failover_to_a_lagging_replica_mid_ingest_loses_nothing(
     stderr = consumer.stderr.read().decode() if consumer.stderr else ""
     assert "went back in time" in stderr, stderr[-3000:]
     assert redis.Redis(port=replica.port).role()[0] == b"master"
+    assert (ROOT / "deploy" / "redis.conf").read_bytes() == shipped  # servers run from copies
     engine, _ = memory_engine(lines, time.time())
     assert assert_same_state(engine, pipeline, as_of=time.time()) > 2000
 
@@ -74,7 +77,6 @@ def test_the_deploy_script_starts_a_sentinel_managed_redis(tmp_path: Path) -> No
     from stream_features.store.clients import sync_client
 
     from .private_redis import free_port
-    from .services import ROOT
 
     primary, sentinel = free_port(), free_port()
     env = {
