@@ -121,8 +121,18 @@ def measure(config: ServiceConfig, name: str, rates: list[int], seconds: float) 
                 producer.poll(0)
                 time.sleep(min(interval, 0.001))
             producer.flush(10)
-            time.sleep(0.5)  # let the last probes land
-            results[f"{rate}/s"] = {"events": sent, **percentiles(prober.delays), "max_ms": _max_ms(prober.delays)}
+            # Every probe is waited for (a probe left out would bias the figures low).
+            deadline = time.monotonic() + 60
+            while prober.pending and time.monotonic() < deadline:
+                time.sleep(0.01)
+            results[f"{rate}/s"] = {
+                "events": sent,
+                "probes": sent // every + (1 if sent % every else 0),
+                "unseen_after_60s": len(prober.pending),
+                **percentiles(prober.delays),
+                "max_ms": _max_ms(prober.delays),
+            }
+            prober.pending.clear()
     finally:
         prober.stop.set()
         stop.set()
