@@ -49,6 +49,9 @@ from .store.writer import StateWriter
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 CONSUME_CHUNK = 1000
+# Kafka commits are for lag and tooling (resume points are Redis's watermarks): at most one a
+# second, so that hundreds of small live batches a second do not flood the group coordinator.
+COMMIT_INTERVAL_SECONDS = 1.0
 # Redis states that end by themselves (store/transient.py) are waited out and retried. A script
 # that fails part-way (e.g. out of memory) keeps the customers it already wrote, with their
 # offsets, so the retry skips those and writes the rest.
@@ -116,7 +119,9 @@ class FeatureConsumer:
         )
         self._admin: Any = None
         self._rolled_back = False  # Redis went back in time: replay before the next batch
-        self._committed: dict[int, int] = {}  # partition → last offset committed (asynchronously)
+        self._committed: dict[int, int] = {}  # partition → next offset to commit (latest settled)
+        self._last_commit = float("-inf")
+        self._commit_due = False  # settled offsets not yet committed
         self._memory_sampled_at = float("-inf")
         self.progress = Progress()  # for the health endpoints (health.py)
         self.progress.beat()
@@ -187,12 +192,15 @@ class FeatureConsumer:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Each partition starts where Redis's state ends, whatever Kafka's commit says.
-        self._resume.starting_points(consumer, partitions)
+        behind = self._resume.starting_points(consumer, partitions)
         try:
             consumer.incremental_assign(partitions)
         except KafkaException:  # an eager assignment strategy set through --kafka-option
             consumer.assign(partitions)
         self._assigned.update(p.partition for p in partitions)
+        if behind:  # Kafka's commit catches up with what Redis holds (lag stays right)
+            self._committed.update(behind)
+            self._commit_due = True
         self.progress.joined = True
         self.progress.settled = time.monotonic()  # a fresh owner gets the stall period to start
         self.metrics.rebalances.labels("assign").inc()
@@ -203,6 +211,7 @@ class FeatureConsumer:
         # Settle and commit the batch in flight while we still own its partitions; records of
         # these partitions fetched but not yet processed are dropped (the new owner reads them).
         self._settle_in_flight()
+        self._commit({}, now=True)  # while still the owner: the group sees where we stopped
         self._assigned.difference_update(p.partition for p in partitions)
         self._resume.release([p.partition for p in partitions])
         self._revocations += 1
@@ -236,6 +245,7 @@ class FeatureConsumer:
                 records = self._next_batch(self._consumer)
                 if not records:
                     self._settle_in_flight()
+                    self._commit({}, now=True)  # idle: what was settled is committed at once
                     idle = time.monotonic() - self._idle_since
                     if exit_when_idle_seconds is not None and idle > exit_when_idle_seconds and self._group_caught_up():
                         break
@@ -456,16 +466,23 @@ class FeatureConsumer:
             self._newest_event_time = newest
             self.metrics.newest_event_time.set(newest)
 
-    def _commit(self, next_offsets: dict[int, int]) -> None:
-        """Commit to Kafka without waiting: where to resume is Redis's watermark (resume.py), so
-        the commit is for lag and tooling, and a broker round trip per batch would only delay
-        the next batch (freshness). Failures are logged by ``_on_commit``; the next commit
-        covers them."""
-        offsets = [TopicPartition(self.config.topic, p, o) for p, o in next_offsets.items()]
+    def _commit(self, next_offsets: dict[int, int], *, now: bool = False) -> None:
+        """Commit to Kafka without waiting, at most once a second: where to resume is Redis's
+        watermark (resume.py), so the commit is for lag and tooling, and a broker round trip per
+        batch would only delay the next batch (freshness). Failures are logged by
+        ``_on_commit``; the next commit covers them; the last one at shutdown waits."""
         assert self._consumer is not None
         self._committed.update(next_offsets)
+        self._commit_due = self._commit_due or bool(next_offsets)
+        clock = time.monotonic()
+        if not self._commit_due or (not now and clock - self._last_commit < COMMIT_INTERVAL_SECONDS):
+            return  # live traffic settles hundreds of small batches a second: one commit a second
+        self._last_commit, self._commit_due = clock, False
+        owned = [TopicPartition(self.config.topic, p, o) for p, o in self._committed.items() if p in self._assigned]
+        if not owned:
+            return
         try:
-            self._consumer.commit(offsets=offsets, asynchronous=True)
+            self._consumer.commit(offsets=owned, asynchronous=True)
         except KafkaException as exc:  # e.g. no longer a member after a rebalance
             self._note_commit_failure(exc.args[0])
 

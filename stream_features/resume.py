@@ -85,8 +85,13 @@ class ResumePoints:
 
     # ----- assignment ------------------------------------------------------------------------
 
-    def starting_points(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        """Set each newly owned partition's offset to Redis's watermark (none: the earliest)."""
+    def starting_points(self, consumer: Consumer, partitions: list[TopicPartition]) -> dict[int, int]:
+        """Set each newly owned partition's offset to Redis's watermark (none: the earliest).
+
+        Returns the partitions whose Kafka commit is behind Redis (a consumer stopped before its
+        commit): committing the watermark keeps lag right even when nothing new arrives.
+        """
+        behind: dict[int, int] = {}
         owned = [tp.partition for tp in partitions]
         stored = self._call(lambda: self._watermarks.read(owned))
         try:
@@ -103,6 +108,9 @@ class ResumePoints:
             kafka = committed.get(tp.partition, -1)
             if kafka >= 0 and (mark is None or mark < kafka):
                 self._report_rollback(tp.partition, mark, kafka, consumer)
+            elif mark is not None and mark > kafka:
+                behind[tp.partition] = mark
+        return behind
 
     def release(self, partitions: list[int]) -> None:
         for partition in partitions:

@@ -62,7 +62,7 @@ def test_sigkill_at_random_moments_then_restart_gives_clean_state(pipeline: Pipe
         before = pipeline.committed()
         if before >= end:
             break
-        consumer = pipeline.start_consumer("--batch-size", str(rng.choice([300, 1000, 2000])))
+        consumer = pipeline.start_consumer("--batch-size", str(rng.choice([100, 200, 400])))  # slow: time to kill
         try:
             # Kill once it has committed something new, after a random extra delay: mid-batch most times.
             wait_until(
