@@ -27,6 +27,9 @@ class ServiceConfig:
     batch_size: int = 150_000
     batch_max_bytes: int = 64 * 1024 * 1024  # of message values: big messages close a batch sooner
     batch_timeout_seconds: float = 0.25
+    # Kafka commits are for lag and tooling (resume points are Redis's watermarks): at most one
+    # per this many seconds, so hundreds of small live batches do not flood the group coordinator.
+    commit_interval_seconds: float = 1.0
     metrics_port: int = 9464
     engine: EngineSettings = field(default_factory=EngineSettings)
 
@@ -148,6 +151,9 @@ def config_from_env(env: Mapping[str, str] | None = None) -> ServiceConfig:
         key_prefix=env.get("STREAM_FEATURES_KEY_PREFIX", defaults.key_prefix),
         batch_size=_int(env, "STREAM_FEATURES_BATCH_SIZE", defaults.batch_size),
         batch_max_bytes=_int(env, "STREAM_FEATURES_BATCH_MAX_BYTES", defaults.batch_max_bytes),
+        commit_interval_seconds=_float(
+            env, "STREAM_FEATURES_COMMIT_INTERVAL_SECONDS", defaults.commit_interval_seconds
+        ),
         metrics_port=_int(env, "STREAM_FEATURES_METRICS_PORT", defaults.metrics_port),
         engine=engine_settings_from_env(env),
     )

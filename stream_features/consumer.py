@@ -49,9 +49,9 @@ from .store.writer import StateWriter
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 CONSUME_CHUNK = 1000
-# Kafka commits are for lag and tooling (resume points are Redis's watermarks): at most one a
-# second, so that hundreds of small live batches a second do not flood the group coordinator.
-COMMIT_INTERVAL_SECONDS = 1.0
+# While idle, Redis's watermarks are checked this often: a wipe or restore with no traffic is
+# replayed within seconds, not at the next record.
+IDLE_ROLLBACK_CHECK_SECONDS = 5.0
 # Redis states that end by themselves (store/transient.py) are waited out and retried. A script
 # that fails part-way (e.g. out of memory) keeps the customers it already wrote, with their
 # offsets, so the retry skips those and writes the rest.
@@ -122,6 +122,7 @@ class FeatureConsumer:
         self._committed: dict[int, int] = {}  # partition → next offset to commit (latest settled)
         self._last_commit = float("-inf")
         self._commit_due = False  # settled offsets not yet committed
+        self._idle_checked_at = float("-inf")
         self._memory_sampled_at = float("-inf")
         self.progress = Progress()  # for the health endpoints (health.py)
         self.progress.beat()
@@ -246,6 +247,7 @@ class FeatureConsumer:
                 if not records:
                     self._settle_in_flight()
                     self._commit({}, now=True)  # idle: what was settled is committed at once
+                    self._check_idle_rollback()
                     idle = time.monotonic() - self._idle_since
                     if exit_when_idle_seconds is not None and idle > exit_when_idle_seconds and self._group_caught_up():
                         break
@@ -406,6 +408,16 @@ class FeatureConsumer:
         self.metrics.last_batch_time.set(time.time())
         return redone
 
+    def _check_idle_rollback(self) -> None:
+        """With no traffic nothing is written, so nothing would notice Redis going back in time:
+        compare its watermarks with ours every few seconds (one HMGET)."""
+        now = time.monotonic()
+        if now < self._idle_checked_at + IDLE_ROLLBACK_CHECK_SECONDS:
+            return
+        self._idle_checked_at = now
+        if self._resume.rolled_back():
+            self._rolled_back = True
+
     def _sample_redis_memory(self) -> None:
         """Redis's memory and limit every 15 s, for the memory alert (one INFO call)."""
         now = time.monotonic()
@@ -475,7 +487,7 @@ class FeatureConsumer:
         self._committed.update(next_offsets)
         self._commit_due = self._commit_due or bool(next_offsets)
         clock = time.monotonic()
-        if not self._commit_due or (not now and clock - self._last_commit < COMMIT_INTERVAL_SECONDS):
+        if not self._commit_due or (not now and clock - self._last_commit < self.config.commit_interval_seconds):
             return  # live traffic settles hundreds of small batches a second: one commit a second
         self._last_commit, self._commit_due = clock, False
         owned = [TopicPartition(self.config.topic, p, o) for p, o in self._committed.items() if p in self._assigned]

@@ -114,9 +114,9 @@ class Pipeline:
             "warning",
             *extra,
         ]
-        process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"}
-        )
+        # Commits per batch, as tests read progress from Kafka's committed offsets mid-ingest.
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "STREAM_FEATURES_COMMIT_INTERVAL_SECONDS": "0"}
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         self.processes.append(process)
         return process
 
