@@ -72,54 +72,18 @@ class ErrorBody(BaseModel):
     message: str = Field(description="what is wrong, for people")
 
 
-class FlatFeatures(BaseModel):
-    """SPEC §4 "flat features" of one customer over a window of ``window_days`` days at ``as_of``."""
-
-    customer_id: str
-    as_of: str = Field(description="ISO 8601, UTC, with Z")
-    window_days: int
-    has_history: bool
+class PurchaseMetrics(BaseModel):
     purchase_count: int
     total_purchase_value: float
     average_order_value: float
     purchase_frequency: float = Field(description="purchases per 30 days")
     purchase_recency_days: float | None
-    session_count: int
-    session_frequency: float = Field(description="sessions per 30 days")
-    average_session_duration: float = Field(description="seconds")
-    device_usage: dict[str, int]
-    primary_device: str | None
-    converted_cart_count: int
-    abandoned_cart_count: int
-    cart_count: int
-    cart_conversion_ratio: float
-    abandoned_cart_value: float
-    support_ticket_count: int
-    average_response_time_hours: float
-    escalation_count: int
-    escalation_ratio: float
-    engagement_short: float
-    engagement_long: float
-    high_short_term_activity: bool
-    declining_engagement: bool
-    support_risk: bool
-    cart_abandonment_risk: bool
-    retention_concern: bool
-    activity_trend: Literal["inactive", "declining", "growing", "stable"]
-
-
-class PurchaseMetrics(BaseModel):
-    purchase_count: int
-    total_purchase_value: float
-    average_order_value: float
-    purchase_frequency: float
-    purchase_recency_days: float | None
 
 
 class EngagementMetrics(BaseModel):
     session_count: int
-    session_frequency: float
-    average_session_duration: float
+    session_frequency: float = Field(description="sessions per 30 days")
+    average_session_duration: float = Field(description="seconds")
     device_usage: dict[str, int]
     primary_device: str | None
 
@@ -148,6 +112,16 @@ class RetentionIndicators(BaseModel):
     cart_abandonment_risk: bool
     retention_concern: bool
     activity_trend: Literal["inactive", "declining", "growing", "stable"]
+
+
+class FlatFeatures(RetentionIndicators, SupportMetrics, CartMetrics, EngagementMetrics, PurchaseMetrics):
+    """SPEC §4 "flat features" of one customer over a window of ``window_days`` days at ``as_of``:
+    the summary's sections side by side (one definition of each field)."""
+
+    customer_id: str
+    as_of: str = Field(description="ISO 8601, UTC, with Z")
+    window_days: int
+    has_history: bool
 
 
 class Summary(BaseModel):

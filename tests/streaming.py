@@ -21,6 +21,15 @@ from stream_features.producer import produce_lines
 from stream_features.store.reader import FeatureReader
 
 
+def recent_events(count: int, customers: int, seed: int) -> list[bytes]:
+    """Generated events over the 100 days before an hour ago (invalid and duplicate ones included)."""
+    from stream_features.generate import GeneratorOptions, generate_events
+
+    end = time.time() - 3600
+    options = GeneratorOptions(customers=customers, events=count, start=end - 100 * 86400, end=end, seed=seed)
+    return list(generate_events(options))
+
+
 def wait_until(condition: Callable[[], bool], *, timeout: float, interval: float = 0.2, what: str = "") -> None:
     """Poll a condition with a deadline (never a blind sleep)."""
     deadline = time.monotonic() + timeout

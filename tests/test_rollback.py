@@ -12,18 +12,10 @@ import pytest
 import redis
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from stream_features.generate import GeneratorOptions, generate_events
-
 from .private_redis import PrivateRedis
-from .streaming import Pipeline, assert_same_state, memory_engine, wait_until
+from .streaming import Pipeline, assert_same_state, memory_engine, recent_events, wait_until
 
 pytestmark = pytest.mark.integration
-
-
-def _events(count: int, customers: int, seed: int) -> list[bytes]:
-    end = time.time() - 3600
-    options = GeneratorOptions(customers=customers, events=count, start=end - 100 * 86400, end=end, seed=seed)
-    return list(generate_events(options))
 
 
 @pytest.fixture
@@ -55,7 +47,7 @@ def test_redis_restored_from_an_older_copy_mid_ingest_loses_nothing(
 ) -> None:
     """A copy of Redis's append-only files taken mid-ingest, Redis killed a few batches later
     and started from the copy: a failover to a replica that lagged, or a restore from backup."""
-    lines = _events(60000, 3000, seed=41)
+    lines = recent_events(60000, 3000, seed=41)
     pipeline.produce(lines)
     consumer = pipeline.start_consumer("--batch-size", "1500", "--exit-when-idle", "4")
     wait_until(lambda: pipeline.committed() > 15000, timeout=120, what="a quarter ingested")
@@ -70,7 +62,7 @@ def test_redis_restored_from_an_older_copy_mid_ingest_loses_nothing(
 
 
 def test_redis_wiped_mid_ingest_is_rebuilt_from_kafka(pipeline: Pipeline, private_redis: PrivateRedis) -> None:
-    lines = _events(40000, 2000, seed=42)
+    lines = recent_events(40000, 2000, seed=42)
     pipeline.produce(lines)
     consumer = pipeline.start_consumer("--batch-size", "1500", "--exit-when-idle", "4")
     wait_until(lambda: pipeline.committed() > 15000, timeout=120, what="some ingested")
@@ -83,7 +75,7 @@ def test_redis_restarted_from_an_older_copy_while_the_consumer_is_down(
     pipeline: Pipeline, private_redis: PrivateRedis, tmp_path: Path
 ) -> None:
     """The consumer starts after the rollback: Kafka's commit is ahead of Redis, Redis wins."""
-    first, second = _events(20000, 1500, seed=43), _events(10000, 1500, seed=44)
+    first, second = recent_events(20000, 1500, seed=43), recent_events(10000, 1500, seed=44)
     pipeline.produce(first)
     consumer = pipeline.start_consumer("--batch-size", "2000", "--exit-when-idle", "3")
     assert consumer.wait(timeout=120) == 0
@@ -104,7 +96,7 @@ def test_redis_restarted_from_an_older_copy_while_the_consumer_is_down(
 def test_a_re_created_topic_is_a_new_log(pipeline: Pipeline, kafka_bootstrap: str) -> None:
     """Deleted and re-created under the same name, the topic's offsets start at 0 again, below
     every stored per-customer offset: its records must be applied, not skipped as replays."""
-    first, second = _events(8000, 1200, seed=45), _events(8000, 1200, seed=46)
+    first, second = recent_events(8000, 1200, seed=45), recent_events(8000, 1200, seed=46)
     pipeline.produce(first)
     consumer = pipeline.start_consumer("--exit-when-idle", "3")
     assert consumer.wait(timeout=120) == 0

@@ -11,18 +11,10 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from stream_features.generate import GeneratorOptions, generate_events
-
 from .hostile import hostile_records
-from .streaming import Pipeline, assert_same_state, memory_engine, stop, wait_until
+from .streaming import Pipeline, assert_same_state, memory_engine, recent_events, stop, wait_until
 
 pytestmark = pytest.mark.integration
-
-
-def _events(count: int, customers: int, seed: int) -> list[bytes]:
-    end = time.time() - 3600
-    options = GeneratorOptions(customers=customers, events=count, start=end - 100 * 86400, end=end, seed=seed)
-    return list(generate_events(options))
 
 
 @pytest.fixture
@@ -33,7 +25,7 @@ def pipeline(kafka_bootstrap: str, redis_url: str, key_prefix: str) -> Iterator[
 
 
 def test_end_to_end_equals_memory_engine_and_dead_letters(pipeline: Pipeline) -> None:
-    lines = _events(4000, 300, seed=11)
+    lines = recent_events(4000, 300, seed=11)
     pipeline.produce(lines)
     consumer = pipeline.start_consumer("--exit-when-idle", "3")
     assert consumer.wait(timeout=120) == 0, consumer.stderr.read().decode() if consumer.stderr else ""
@@ -53,7 +45,7 @@ def test_end_to_end_equals_memory_engine_and_dead_letters(pipeline: Pipeline) ->
 
 
 def test_sigkill_at_random_moments_then_restart_gives_clean_state(pipeline: Pipeline) -> None:
-    lines = _events(80000, 4000, seed=12)
+    lines = recent_events(80000, 4000, seed=12)
     pipeline.produce(lines)
     end = pipeline.end_offsets()
     rng = random.Random(5)
@@ -86,7 +78,7 @@ def test_sigkill_at_random_moments_then_restart_gives_clean_state(pipeline: Pipe
 
 
 def test_two_consumers_with_rebalance_mid_stream(pipeline: Pipeline) -> None:
-    lines = _events(40000, 2000, seed=13)
+    lines = recent_events(40000, 2000, seed=13)
     pipeline.produce(lines)
     first = pipeline.start_consumer("--batch-size", "1000")
     wait_until(lambda: pipeline.committed() > 2000, timeout=60, what="first consumer progress")
@@ -151,7 +143,7 @@ def test_redis_crash_and_restart_mid_stream_loses_nothing(kafka_bootstrap: str, 
     services.run_deploy("redis.sh", "start", env)
     url = f"redis://127.0.0.1:{port}/0"
     pipeline = Pipeline.fresh(kafka_bootstrap, url, key_prefix)
-    lines = _events(40000, 2000, seed=14)
+    lines = recent_events(40000, 2000, seed=14)
     pipeline.produce(lines)
     consumer = pipeline.start_consumer("--batch-size", "1000", "--exit-when-idle", "5")
     try:
@@ -216,7 +208,7 @@ def test_one_customers_events_spread_over_partitions_with_two_consumers(pipeline
 def test_consumer_metrics_endpoint(pipeline: Pipeline) -> None:
     from http.client import HTTPConnection
 
-    lines = _events(3000, 200, seed=15)
+    lines = recent_events(3000, 200, seed=15)
     pipeline.produce(lines)
     consumer = pipeline.start_consumer("--metrics-port", "19464")
     try:
@@ -252,7 +244,7 @@ def test_ten_thousand_hostile_records_never_stop_the_stream(pipeline: Pipeline) 
     """Poison pills mixed into live traffic (SPEC §5): the consumer keeps running, consumes to the
     end, dead-letters every hostile record with its reason, and applies the valid ones exactly."""
     hostile = hostile_records(10_000, seed=21)
-    valid = _events(6000, 400, seed=22)
+    valid = recent_events(6000, 400, seed=22)
     rng = random.Random(23)
     lines = [data for _, data in hostile] + valid
     rng.shuffle(lines)
@@ -286,7 +278,7 @@ return 1
 def test_redis_busy_with_a_long_script_is_waited_out(pipeline: Pipeline, redis_client: redis.Redis) -> None:
     """BUSY replies (another client's long script) end by themselves: the consumer waits them
     out and redoes the write, it neither dies nor skips."""
-    lines = _events(30000, 2000, seed=31)
+    lines = recent_events(30000, 2000, seed=31)
     pipeline.produce(lines)
     previous = redis_client.config_get("busy-reply-threshold")["busy-reply-threshold"]
     redis_client.config_set("busy-reply-threshold", 50)
@@ -313,7 +305,7 @@ def test_end_to_end_delay_is_measured_per_applied_record(pipeline: Pipeline) -> 
     acknowledgement minus the record's Kafka timestamp (plausible: produced seconds ago)."""
     from stream_features.consumer import FeatureConsumer
 
-    lines = _events(3000, 200, seed=71)
+    lines = recent_events(3000, 200, seed=71)
     produced_at = time.time()
     pipeline.produce(lines)
     consumer = FeatureConsumer(pipeline.config)
