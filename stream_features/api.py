@@ -18,6 +18,8 @@ from prometheus_client import generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import api_models as models
+from . import redaction
+from .api_auth import BearerAuth, declare_security, open_paths, read_tokens
 from .api_models import (
     AS_OF_SCHEMA,
     CUSTOMER_ID_PATTERN,
@@ -72,7 +74,11 @@ def create_app(
 ) -> FastAPI:
     """Build the app. ``redis_client`` (redis.asyncio) defaults to one from ``config.redis_url``."""
     client = redis_client or async_client(
-        config.redis_url, cluster=config.redis_cluster, socket_timeout=2, socket_connect_timeout=2
+        config.redis_url,
+        cluster=config.redis_cluster,
+        socket_timeout=2,
+        socket_connect_timeout=2,
+        **config.redis_options(),
     )
     reader = AsyncFeatureReader(client, config.engine, prefix=config.key_prefix, clock=clock)
     metrics = ApiMetrics.create()
@@ -97,7 +103,15 @@ def create_app(
     app.state.reader = reader
     app.state.metrics = metrics
 
+    # Outermost last: metrics see every answer (401s too); unauthenticated bodies are never read.
     app.add_middleware(_BodyLimit, limit=MAX_BODY_BYTES)
+    if config.api_tokens_file:
+        tokens = read_tokens(config.api_tokens_file)
+        redaction.register(tokens)
+        unguarded = open_paths(config.protect_metrics)
+        app.add_middleware(BearerAuth, tokens=tokens, open_paths=unguarded)
+        plain_openapi = app.openapi
+        app.openapi = lambda: declare_security(plain_openapi(), unguarded)  # type: ignore[method-assign]
     app.add_middleware(_MetricsMiddleware, metrics=metrics)
 
     @app.exception_handler(CohortTooLarge)
@@ -345,8 +359,10 @@ def create_app_from_env() -> FastAPI:
     import os
 
     from .config import config_from_env
+    from .logs import configure_logging
     from .status import StatusSampler
 
+    configure_logging(os.environ.get("STREAM_FEATURES_LOG_LEVEL", "info"))
     config = config_from_env()
     status = StatusSampler(config) if os.environ.get("STREAM_FEATURES_STATUS", "1") == "1" else None
     return create_app(config, status=status)

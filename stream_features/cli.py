@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 from .config import ServiceConfig, config_from_env, redis_client
 from .errors import StreamFeaturesError
 from .logs import configure_logging
+from .redaction import redact
 from .timeparse import parse_timestamp
 
 
@@ -97,6 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--workers", type=_positive_int, default=1, help="server processes on the port (default 1; see README)"
     )
+    serve.add_argument(
+        "--token-file",
+        help="bearer tokens, one per line: every route but /healthz asks for one (env STREAM_FEATURES_API_TOKENS_FILE)",
+    )
+    serve.add_argument(
+        "--protect-metrics", action="store_true", default=None, help="with --token-file: /metrics asks for a token too"
+    )
 
     features = sub.add_parser("features", help="print one customer's features")
     _add_connection_flags(features, kafka=False)
@@ -161,6 +169,8 @@ def _config(args: argparse.Namespace) -> ServiceConfig:
         key_prefix=getattr(args, "key_prefix", None),
         batch_size=getattr(args, "batch_size", None),
         metrics_port=getattr(args, "metrics_port", None),
+        api_tokens_file=getattr(args, "token_file", None),
+        protect_metrics=getattr(args, "protect_metrics", None),
         kafka_options=options,
     )
 
@@ -171,10 +181,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(_COMMANDS[args.command](args))
     except StreamFeaturesError as exc:
-        print(f"stream-features: error: {exc}", file=sys.stderr)
+        print(f"stream-features: error: {redact(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception:  # a bug or an unexpected library error: the traceback, secrets masked
+        import traceback
+
+        print(redact(traceback.format_exc()), file=sys.stderr, end="")
+        return 1
 
 
 def _cmd_consume(args: argparse.Namespace) -> int:
@@ -194,9 +209,12 @@ def _cmd_consume(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
+    from .kafka_io import wait_for_kafka
     from .status import StatusSampler, render_status
 
-    sampler = StatusSampler(_config(args))
+    config = _config(args)
+    wait_for_kafka(config, attempts=3)
+    sampler = StatusSampler(config)
     try:
         sampler.collect()
         time.sleep(max(0.0, args.interval))
@@ -251,11 +269,21 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from .api import create_app
+    from .api_auth import read_tokens
     from .status import StatusSampler
 
     config = _config(args)
+    if config.api_tokens_file:
+        read_tokens(config.api_tokens_file)  # a bad file is one line here, not an error per worker
     # SIGTERM/SIGINT: uvicorn stops accepting, lets requests in progress finish (up to 10 s), exits.
-    common = {"host": args.host, "port": args.port, "log_level": args.log_level, "access_log": False}
+    # log_config=None: uvicorn's lines go through our JSON logs (secrets masked) like the rest.
+    common = {
+        "host": args.host,
+        "port": args.port,
+        "log_level": args.log_level,
+        "access_log": False,
+        "log_config": None,
+    }
     if args.workers == 1:
         app = create_app(config, status=None if args.no_status else StatusSampler(config))
         uvicorn.run(app, timeout_graceful_shutdown=10, **common)
@@ -263,6 +291,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     # Several processes on one port: each builds the app from the environment, flags included.
     os.environ.update(config.to_env())
     os.environ["STREAM_FEATURES_STATUS"] = "0" if args.no_status else "1"
+    os.environ["STREAM_FEATURES_LOG_LEVEL"] = args.log_level
     uvicorn.run(
         "stream_features.api:create_app_from_env",
         factory=True,
@@ -338,19 +367,25 @@ def _readable(value: Any) -> str:
 
 
 def _cmd_produce(args: argparse.Namespace) -> int:
+    from confluent_kafka import KafkaException
+
+    from .kafka_io import wait_for_kafka
     from .producer import produce_lines
 
     config = _config(args)
-    if args.file == "-":
-        sent = produce_lines(sys.stdin.buffer, config, show_progress=not args.no_progress)
-    else:
-        path = Path(args.file)
-        if not path.is_file():
-            raise StreamFeaturesError(f"no such file: {args.file}")
-        with path.open("rb") as handle:
-            total = sum(1 for _ in handle)
-        with path.open("rb") as handle:
-            sent = produce_lines(handle, config, total=total, show_progress=not args.no_progress)
+    if args.file != "-" and not Path(args.file).is_file():
+        raise StreamFeaturesError(f"no such file: {args.file}")
+    wait_for_kafka(config, attempts=3)  # wrong credentials: one line and exit 2, not a hang
+    try:
+        if args.file == "-":
+            sent = produce_lines(sys.stdin.buffer, config, show_progress=not args.no_progress)
+        else:
+            with Path(args.file).open("rb") as handle:
+                total = sum(1 for _ in handle)
+            with Path(args.file).open("rb") as handle:
+                sent = produce_lines(handle, config, total=total, show_progress=not args.no_progress)
+    except KafkaException as exc:
+        raise StreamFeaturesError(str(exc)) from None
     print(f"produced {sent} records to {config.topic}", file=sys.stderr)
     return 0
 

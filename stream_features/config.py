@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from . import redaction
 from .errors import ConfigurationError
 from .settings import EngineSettings, Thresholds
 
@@ -23,6 +24,11 @@ class ServiceConfig:
     kafka_options: Mapping[str, str] = field(default_factory=dict)
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_cluster: bool = False
+    # TLS to Redis (a rediss:// URL): the CA that signed the server's certificate, and the
+    # client's own certificate and key when the server asks for one (tls-auth-clients yes).
+    redis_tls_ca_file: str | None = None
+    redis_tls_cert_file: str | None = None
+    redis_tls_key_file: str | None = None
     key_prefix: str = "sf"
     batch_size: int = 150_000
     batch_max_bytes: int = 64 * 1024 * 1024  # of message values: big messages close a batch sooner
@@ -31,7 +37,14 @@ class ServiceConfig:
     # per this many seconds, so hundreds of small live batches do not flood the group coordinator.
     commit_interval_seconds: float = 1.0
     metrics_port: int = 9464
+    # HTTP API access control (serve): a file of bearer tokens, one per line; none = open API.
+    api_tokens_file: str | None = None
+    protect_metrics: bool = False  # with tokens: /metrics asks for one too
     engine: EngineSettings = field(default_factory=EngineSettings)
+
+    def __post_init__(self) -> None:
+        # Whatever builds a config, its secrets are masked in everything this process prints.
+        redaction.register(self.secrets())
 
     @property
     def dlq_topic(self) -> str:
@@ -39,9 +52,7 @@ class ServiceConfig:
 
     def describe(self) -> dict[str, Any]:
         """Settings for logs, with secrets masked."""
-        options = {
-            k: ("***" if any(w in k.lower() for w in _SECRET_WORDS) else v) for k, v in self.kafka_options.items()
-        }
+        options = {k: ("***" if _is_secret(k) else v) for k, v in self.kafka_options.items()}
         return {
             "kafka_bootstrap_servers": self.kafka_bootstrap_servers,
             "topic": self.topic,
@@ -49,6 +60,11 @@ class ServiceConfig:
             "kafka_options": options,
             "redis_url": _mask_url(self.redis_url),
             "redis_cluster": self.redis_cluster,
+            "redis_tls_ca_file": self.redis_tls_ca_file,
+            "redis_tls_cert_file": self.redis_tls_cert_file,
+            "redis_tls_key_file": self.redis_tls_key_file,
+            "api_tokens_file": self.api_tokens_file,
+            "protect_metrics": self.protect_metrics,
             "key_prefix": self.key_prefix,
             "batch_size": self.batch_size,
             "batch_max_bytes": self.batch_max_bytes,
@@ -69,13 +85,51 @@ class ServiceConfig:
             "REDIS_URL": self.redis_url,
             "REDIS_CLUSTER": "1" if self.redis_cluster else "",
             "STREAM_FEATURES_KEY_PREFIX": self.key_prefix,
+            "REDIS_TLS_CA_FILE": self.redis_tls_ca_file or "",
+            "REDIS_TLS_CERT_FILE": self.redis_tls_cert_file or "",
+            "REDIS_TLS_KEY_FILE": self.redis_tls_key_file or "",
+            "STREAM_FEATURES_API_TOKENS_FILE": self.api_tokens_file or "",
+            "STREAM_FEATURES_PROTECT_METRICS": "1" if self.protect_metrics else "",
         }
         for name, value in self.kafka_options.items():
             env[KAFKA_OPTION_ENV_PREFIX + name.upper().replace(".", "_")] = value
         return env
 
+    def redis_options(self) -> dict[str, Any]:
+        """redis-py keyword arguments for TLS (empty for a plain connection)."""
+        files = {
+            "ssl_ca_certs": self.redis_tls_ca_file,
+            "ssl_certfile": self.redis_tls_cert_file,
+            "ssl_keyfile": self.redis_tls_key_file,
+        }
+        options = {name: path for name, path in files.items() if path}
+        if options and not self.redis_url.startswith(("rediss://", "rediss+sentinel://")):
+            raise ConfigurationError("Redis TLS files are set but the Redis URL is not rediss://")
+        return options
+
+    def secrets(self) -> list[str]:
+        """The values that must never be printed: passwords in the Redis URL, secret Kafka options."""
+        found = [value for key, value in self.kafka_options.items() if _is_secret(key)]
+        return [value for value in found + _url_secrets(self.redis_url) if value]
+
     def with_overrides(self, **changes: Any) -> ServiceConfig:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def _is_secret(option: str) -> bool:
+    return any(word in option.lower() for word in _SECRET_WORDS)
+
+
+def _url_secrets(url: str) -> list[str]:
+    from urllib.parse import parse_qsl, unquote, urlsplit
+
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return []
+    found = [password, unquote(password)] if password else []
+    return found + [value for key, value in parse_qsl(parts.query) if _is_secret(key)]
 
 
 def _mask_url(url: str) -> str:
@@ -148,6 +202,11 @@ def config_from_env(env: Mapping[str, str] | None = None) -> ServiceConfig:
         kafka_options=kafka_options,
         redis_url=env.get("REDIS_URL", defaults.redis_url),
         redis_cluster=env.get("REDIS_CLUSTER", "").lower() in ("1", "true", "yes"),
+        redis_tls_ca_file=env.get("REDIS_TLS_CA_FILE") or None,
+        redis_tls_cert_file=env.get("REDIS_TLS_CERT_FILE") or None,
+        redis_tls_key_file=env.get("REDIS_TLS_KEY_FILE") or None,
+        api_tokens_file=env.get("STREAM_FEATURES_API_TOKENS_FILE") or None,
+        protect_metrics=env.get("STREAM_FEATURES_PROTECT_METRICS", "").lower() in ("1", "true", "yes"),
         key_prefix=env.get("STREAM_FEATURES_KEY_PREFIX", defaults.key_prefix),
         batch_size=_int(env, "STREAM_FEATURES_BATCH_SIZE", defaults.batch_size),
         batch_max_bytes=_int(env, "STREAM_FEATURES_BATCH_MAX_BYTES", defaults.batch_max_bytes),
@@ -164,4 +223,4 @@ def redis_client(config: ServiceConfig, **kwargs: Any) -> Any:
     primary (``store/clients.py``); auth and TLS come from the URL."""
     from .store.clients import sync_client
 
-    return sync_client(config.redis_url, cluster=config.redis_cluster, **kwargs)
+    return sync_client(config.redis_url, cluster=config.redis_cluster, **config.redis_options(), **kwargs)

@@ -37,7 +37,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from ._native import Batch, Prepared
 from .config import ServiceConfig, redis_client
 from .dead_letters import DeadLetter, DeadLetterProducer
-from .errors import ServiceUnavailable
+from .errors import ConfigurationError, ServiceUnavailable
 from .health import Progress
 from .kafka_io import client_settings, ensure_topics, wait_for_kafka
 from .metrics import FRESHNESS_BUCKETS, ConsumerMetrics, observe_many
@@ -138,6 +138,9 @@ class FeatureConsumer:
             try:
                 self._redis.ping()
                 break
+            except (redis.AuthenticationError, redis.exceptions.NoPermissionError) as exc:
+                # Wrong user, password or rights: retrying does not fix it; say so at once.
+                raise ConfigurationError(f"Redis refused our credentials: {exc}") from None
             except redis.RedisError as exc:
                 log.warning("redis not reachable (attempt %d/%d): %s", attempt, startup_attempts, exc)
                 if attempt == startup_attempts:

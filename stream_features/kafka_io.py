@@ -11,26 +11,55 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from .config import ServiceConfig
-from .errors import ServiceUnavailable
+from .errors import ConfigurationError, ServiceUnavailable
 
 log = logging.getLogger(__name__)
+_librdkafka_log = logging.getLogger("librdkafka")
 
 
 def client_settings(config: ServiceConfig, **overrides: Any) -> dict[str, Any]:
-    settings: dict[str, Any] = {"bootstrap.servers": config.kafka_bootstrap_servers}
+    # librdkafka's own log lines go through Python logging: JSON like ours, secrets masked.
+    settings: dict[str, Any] = {"bootstrap.servers": config.kafka_bootstrap_servers, "logger": _librdkafka_log}
     settings.update(overrides)
     settings.update(config.kafka_options)  # operator settings (SASL/SSL, timeouts) win
     return settings
 
 
+# Errors no retry can fix: wrong credentials, a TLS handshake the broker refuses, bad settings.
+_REFUSALS = {
+    KafkaError._AUTHENTICATION: "refused our credentials",
+    KafkaError._SSL: "failed the TLS handshake",
+    KafkaError.SASL_AUTHENTICATION_FAILED: "refused our credentials",
+    KafkaError._INVALID_ARG: "rejected a setting",
+}
+
+
 def wait_for_kafka(config: ServiceConfig, *, attempts: int = 5, timeout_seconds: float = 5.0) -> AdminClient:
-    """An admin client once the cluster answers; ServiceUnavailable after bounded retries."""
-    admin = AdminClient(client_settings(config))
+    """An admin client once the cluster answers; ServiceUnavailable after bounded retries, and
+    ConfigurationError at once when the broker refuses the credentials or the TLS handshake
+    (librdkafka would otherwise retry them forever)."""
+    refusals: list[KafkaError] = []
+
+    def on_error(error: KafkaError) -> None:
+        if error.code() in _REFUSALS:
+            refusals.append(error)
+
+    try:
+        # The probe reports what it finds itself: its client's retry-by-retry lines stay quiet.
+        admin = AdminClient(client_settings(config, error_cb=on_error, log_level=0))
+    except KafkaException as exc:
+        raise ConfigurationError(f"Kafka settings rejected: {exc.args[0].str()}") from None
     for attempt in range(1, attempts + 1):
         try:
             admin.list_topics(timeout=timeout_seconds)
             return admin
         except KafkaException as exc:
+            admin.poll(0)  # serves error_cb
+            if refusals:
+                first = refusals[0]
+                raise ConfigurationError(
+                    f"Kafka at {config.kafka_bootstrap_servers} {_REFUSALS[first.code()]}: {first.str()}"
+                ) from None
             log.warning("kafka not reachable (attempt %d/%d): %s", attempt, attempts, exc)
             time.sleep(min(2.0 * attempt, 5.0))
     raise ServiceUnavailable(f"Kafka at {config.kafka_bootstrap_servers} did not answer after {attempts} tries")

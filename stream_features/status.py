@@ -27,6 +27,7 @@ from fastapi.responses import HTMLResponse
 
 from .config import ServiceConfig, redis_client
 from .kafka_io import client_settings
+from .redaction import redact
 from .store.watermarks import Watermarks
 
 log = logging.getLogger(__name__)
@@ -103,7 +104,7 @@ class StatusSampler:
             self.samples.append(self._sample())
             self.error = None
         except (KafkaException, KeyError, RuntimeError) as exc:
-            self.error = f"Kafka not readable: {exc}"
+            self.error = redact(f"Kafka not readable: {exc}")
             log.debug("status sample failed: %s", exc)
             return
         for step in (self._read_dead_letters, self._read_owners, self._read_redis):

@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import redis
@@ -35,12 +36,15 @@ def free_port() -> int:
 
 
 class PrivateRedis:
-    def __init__(self, directory: Path, *extra: str) -> None:
+    def __init__(self, directory: Path, *extra: str, probe: Callable[[int], redis.Redis] | None = None) -> None:
+        """``extra``: more redis-server settings (they win over earlier ones); ``probe``: the
+        client that checks it is up (for servers that refuse plain or anonymous connections)."""
         if not shutil.which("redis-server"):
             run_deploy("redis.sh", "install")
         self.directory = directory
         self.port = free_port()
         self.extra = extra
+        self.probe = probe or (lambda port: redis.Redis(port=port, socket_timeout=1))
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -61,7 +65,7 @@ class PrivateRedis:
         command = ["redis-server", str(config), "--port", str(self.port)]
         command += ["--dir", str(self.data), "--save", "", "--logfile", str(self.directory / "redis.log"), *self.extra]
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis(port=self.port, socket_timeout=1)
+        client = self.probe(self.port)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:

@@ -51,6 +51,7 @@ class Pipeline:
     prefix: str
     partitions: int = 4
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    redis_options: dict[str, Any] = field(default_factory=dict)  # e.g. TLS files for reader()
 
     @classmethod
     def fresh(cls, bootstrap: str, redis_url: str, prefix: str, partitions: int = 4) -> Pipeline:
@@ -186,7 +187,7 @@ class Pipeline:
     def reader(self, settings: EngineSettings | None = None) -> FeatureReader:
         from stream_features.store.clients import sync_client
 
-        return FeatureReader(sync_client(self.redis_url), settings, prefix=self.prefix)
+        return FeatureReader(sync_client(self.redis_url, **self.redis_options), settings, prefix=self.prefix)
 
 
 def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 30) -> int:

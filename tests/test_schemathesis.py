@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 import redis
@@ -33,7 +34,12 @@ def _up(port: int) -> bool:
         return False
 
 
-def test_schemathesis_finds_nothing(redis_client: redis.Redis, redis_url: str, key_prefix: str) -> None:
+@pytest.mark.parametrize("tokens", [False, True], ids=["open", "bearer-tokens"])
+def test_schemathesis_finds_nothing(
+    redis_client: redis.Redis, redis_url: str, key_prefix: str, tokens: bool, tmp_path: Path
+) -> None:
+    """Open, and with serve --token-file (then its ignored_auth check also sends requests
+    without the token to every operation that declares the bearer scheme)."""
     tool = shutil.which("schemathesis") or shutil.which("st")
     if tool is None:
         if IN_CI:
@@ -46,6 +52,12 @@ def test_schemathesis_finds_nothing(redis_client: redis.Redis, redis_url: str, k
     port = free_port()
     command = [sys.executable, "-m", "stream_features", "serve", "--port", str(port), "--no-status"]
     command += ["--redis-url", redis_url, "--key-prefix", key_prefix, "--log-level", "warning"]
+    auth: list[str] = []
+    if tokens:
+        token = "schemathesis-token-0123456789"
+        (tmp_path / "tokens").write_text(token + "\n")
+        command += ["--token-file", str(tmp_path / "tokens")]
+        auth = ["--header", f"Authorization: Bearer {token}"]
     server = subprocess.Popen(
         command,
         stdout=subprocess.DEVNULL,
@@ -54,7 +66,7 @@ def test_schemathesis_finds_nothing(redis_client: redis.Redis, redis_url: str, k
     try:
         wait_until(lambda: _up(port), timeout=60, what="API up")
         run = subprocess.run(
-            [tool, "run", f"http://127.0.0.1:{port}/openapi.json", "--checks", "all", "--no-color"],
+            [tool, "run", f"http://127.0.0.1:{port}/openapi.json", "--checks", "all", "--no-color", *auth],
             cwd=ROOT,  # schemathesis.toml: seed and examples per operation
             capture_output=True,
             text=True,
