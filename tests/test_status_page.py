@@ -11,12 +11,17 @@ import sys
 import time
 from http.client import HTTPConnection
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import pytest
 from PIL import Image
 
+from stream_features.generate import GeneratorOptions, generate_events
+
 from .conftest import IN_CI
+from .loaders import load
+from .private_redis import free_port
 from .streaming import Pipeline, stop, wait_until
 
 pytestmark = pytest.mark.integration
@@ -171,3 +176,45 @@ def test_status_page_chart_and_lookup(kafka_bootstrap: str, redis_url: str, key_
     finally:
         stop(consumer)
         stop(server)
+
+
+def test_status_page_sends_the_token_from_its_url_fragment(
+    kafka_bootstrap: str, redis_client: Any, redis_url: str, key_prefix: str, tmp_path: Path
+) -> None:
+    """With serve --token-file the page's data calls carry the token given as /status#token=…;
+    without it they get the 401 and the page shows why."""
+    chromium = _chromium()
+    now = time.time()
+    options = GeneratorOptions(customers=10, events=300, start=now - 20 * 86400, end=now - 60, seed=5)
+    engine = load(redis_client, key_prefix, generate_events(options), now=now)
+    customer = engine.customer_ids()[0]
+    token = "status-page-token-0123456789"
+    (tmp_path / "tokens").write_text(token + "\n")
+    port = free_port()
+    command = [sys.executable, "-m", "stream_features", "serve", "--port", str(port), "--token-file"]
+    command += [str(tmp_path / "tokens"), "--bootstrap-servers", kafka_bootstrap, "--topic", f"nothing-{key_prefix}"]
+    command += ["--redis-url", redis_url, "--key-prefix", key_prefix, "--log-level", "warning"]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: _healthy(port), timeout=60, what="API up")
+        page = f"http://127.0.0.1:{port}/status?customer={quote(customer)}"
+        doms = {}
+        for name, url in (("with", f"{page}#token={token}"), ("without", page)):
+            doms[name] = subprocess.run(
+                [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / name}", "--dump-dom", url],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            ).stdout
+        assert 'id="features"' in doms["with"] and "purchase_count" in doms["with"]
+        assert token not in doms["with"]  # taken out of the address bar and the page
+        assert 'id="features"' not in doms["without"] and "a bearer token is required" in doms["without"]
+    finally:
+        stop(server)
+
+
+def _healthy(port: int) -> bool:
+    try:
+        return _get_json(port, "/healthz").get("status") == "ok"
+    except OSError:
+        return False
