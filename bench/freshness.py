@@ -28,6 +28,13 @@ from stream_features.store.reader import FeatureReader
 
 from .common import percentiles, write_results
 
+POLL_INTERVAL_SECONDS = 0.001  # the probes' resolution: at most this much is added to a delay
+BACKGROUND_CUSTOMERS = 5000
+# librdkafka's default (--producer-linger-ms). The delay is measured from the ack, so the producer's own batching is not
+# in it; with 0, every event is a request of its own and at 10,000/s the broker alone takes most
+# of a core on a 2-core machine, so the tail would measure CPU starvation of every process.
+LINGER_MS = 5
+
 
 class PreviousBatching(FeatureConsumer):
     """The baseline: the previous release's batch cut, which asked consume() for up to 1,000
@@ -61,18 +68,19 @@ class Prober:
             self.pending[customer] = time.perf_counter()
 
     def run(self) -> None:
+        # One sweep over the waiting probes per millisecond at most: a busy loop here would take
+        # a core (and Redis time) from the consumer on a 2-core machine and measure itself.
         while not self.stop.is_set():
+            swept = time.perf_counter()
             with self.lock:
                 watching = list(self.pending.items())
-            if not watching:
-                time.sleep(0.0002)
-                continue
             for customer, acked_at in watching:
                 if self.reader.get_features(customer)["has_history"]:
                     seen = time.perf_counter()
                     with self.lock:
                         del self.pending[customer]
                     self.delays.append(seen - acked_at)
+            time.sleep(max(0.0, POLL_INTERVAL_SECONDS - (time.perf_counter() - swept)))
 
 
 def _event(customer: str) -> bytes:
@@ -91,13 +99,13 @@ def _consume(config: ServiceConfig, name: str, stop: Any) -> None:
     consumer.run()
 
 
-def measure(config: ServiceConfig, name: str, rates: list[int], seconds: float) -> Any:
+def measure(config: ServiceConfig, name: str, rates: list[int], seconds: float, linger_ms: float = LINGER_MS) -> Any:
     context = multiprocessing.get_context("spawn")
     stop = context.Event()
     runner = context.Process(target=_consume, args=(config, name, stop), daemon=True)
     runner.start()
     reader = FeatureReader(redis_client(config), config.engine, prefix=config.key_prefix)
-    producer = Producer({"bootstrap.servers": config.kafka_bootstrap_servers, "linger.ms": 0, "acks": "all"})
+    producer = Producer({"bootstrap.servers": config.kafka_bootstrap_servers, "linger.ms": linger_ms, "acks": "all"})
     prober = Prober(reader)
     poller = threading.Thread(target=prober.run, daemon=True)
     poller.start()
@@ -108,15 +116,21 @@ def measure(config: ServiceConfig, name: str, rates: list[int], seconds: float) 
             prober.delays.clear()
             every = max(1, rate // 100)
             interval = 1.0 / rate
+            # Background events are encoded before the clock starts (their times a moment
+            # old): the producing loop stays cheap enough to leave the CPU to what is measured.
+            background = [_event(f"bg-{i}") for i in range(BACKGROUND_CUSTOMERS)]
             started = time.perf_counter()
             sent = 0
             while (now := time.perf_counter()) - started < seconds:
                 due = int((now - started) / interval) + 1
                 while sent < due:
-                    probe = sent % every == 0
-                    customer = f"probe-{uuid.uuid4().hex[:12]}" if probe else f"bg-{sent % 5000}"
-                    callback = (lambda c: lambda err, _m: err is None and prober.acked(c))(customer) if probe else None
-                    producer.produce(config.topic, value=_event(customer), key=customer, on_delivery=callback)
+                    if sent % every == 0:
+                        probe = f"probe-{uuid.uuid4().hex[:12]}"
+                        callback = (lambda c: lambda err, _m: err is None and prober.acked(c))(probe)
+                        producer.produce(config.topic, value=_event(probe), key=probe, on_delivery=callback)
+                    else:
+                        index = sent % BACKGROUND_CUSTOMERS
+                        producer.produce(config.topic, value=background[index], key=f"bg-{index}")
                     sent += 1
                 producer.poll(0)
                 time.sleep(min(interval, 0.001))
@@ -162,9 +176,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rates", default="50,1000,10000")
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--producer-linger-ms", type=float, default=LINGER_MS)
     args = parser.parse_args()
     rates = [int(r) for r in args.rates.split(",")]
-    out: dict[str, Any] = {"seconds_per_rate": args.seconds}
+    out: dict[str, Any] = {"seconds_per_rate": args.seconds, "producer_linger_ms": args.producer_linger_ms}
     for name in CONSUMERS:
         run_id = uuid.uuid4().hex[:8]
         config = ServiceConfig(
@@ -176,7 +191,7 @@ def main() -> None:
             metrics_port=0,
         )
         ensure_topics(wait_for_kafka(config), [config.topic, config.dlq_topic], partitions=4)
-        out[name] = measure(config, name, rates, args.seconds)
+        out[name] = measure(config, name, rates, args.seconds, args.producer_linger_ms)
     write_results("freshness", out)
 
 
