@@ -21,11 +21,11 @@ from confluent_kafka import Consumer, TopicPartition
 
 from stream_features import InvalidEvent, decode_event
 from stream_features.config import ServiceConfig
-from stream_features.consumer import FeatureConsumer
+from stream_features.core.tiles import tile_of
 from stream_features.generate import GeneratorOptions, generate_events
-from stream_features.kafka_io import ensure_topics, wait_for_kafka
-from stream_features.producer import produce_lines
-from stream_features.tiles import tile_of
+from stream_features.ingest.consumer import FeatureConsumer
+from stream_features.ingest.kafka_io import ensure_topics, wait_for_kafka
+from stream_features.ingest.producer import produce_lines
 
 from .common import write_results
 from .freshness import PreviousBatching

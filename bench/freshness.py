@@ -22,9 +22,9 @@ import msgspec
 from confluent_kafka import Consumer, Message, Producer
 
 from stream_features.config import ServiceConfig, redis_client
-from stream_features.consumer import CONSUME_CHUNK, FeatureConsumer
-from stream_features.kafka_io import ensure_topics, wait_for_kafka
-from stream_features.store.reader import FeatureReader
+from stream_features.ingest.consumer import CONSUME_CHUNK, FeatureConsumer
+from stream_features.ingest.kafka_io import ensure_topics, wait_for_kafka
+from stream_features.query.reader import FeatureReader
 
 from .common import percentiles, write_results
 

@@ -23,8 +23,8 @@ from typing import Any
 import redis
 
 from stream_features.generate import GeneratorOptions, generate_events
+from stream_features.query.reader import FeatureReader
 from stream_features.store.keys import tiles_key
-from stream_features.store.reader import FeatureReader
 
 from .common import percentiles, write_results
 

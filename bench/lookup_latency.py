@@ -24,8 +24,8 @@ import redis
 
 from stream_features import EngineSettings, InvalidEvent, decode_event
 from stream_features.generate import GeneratorOptions, generate_events
+from stream_features.query.reader import FeatureReader
 from stream_features.store.keys import tiles_key
-from stream_features.store.reader import FeatureReader
 from stream_features.store.writer import PendingEvent, StateWriter
 
 from .common import percentiles, write_results

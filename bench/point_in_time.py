@@ -15,8 +15,8 @@ import time
 import redis
 
 from stream_features.generate import GeneratorOptions, generate_events
-from stream_features.point_in_time import answer_rows
-from stream_features.store.reader import FeatureReader
+from stream_features.query.point_in_time import answer_rows
+from stream_features.query.reader import FeatureReader
 
 from .common import write_results
 

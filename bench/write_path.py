@@ -20,9 +20,9 @@ import redis
 from confluent_kafka import Message
 
 from stream_features import EngineSettings, InvalidEvent, decode_event
-from stream_features.consumer import THROUGHPUT_GC_THRESHOLDS
-from stream_features.customer_state import CustomerState
+from stream_features.core.customer_state import CustomerState
 from stream_features.generate import GeneratorOptions, generate_events
+from stream_features.ingest.consumer import THROUGHPUT_GC_THRESHOLDS
 from stream_features.store.writer import StateWriter
 
 from .common import write_results

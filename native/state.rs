@@ -1,5 +1,5 @@
 //! One customer's state and the in-order rules that change it: the Rust twin of
-//! `stream_features/customer_state.py`, which is the reference (the in-memory engine runs it,
+//! `stream_features/core/customer_state.py`, which is the reference (the in-memory engine runs it,
 //! and tests check that both give the same state and the same stored bytes).
 
 use ahash::{AHashMap as HashMap, AHashSet as HashSet};

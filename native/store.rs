@@ -1,5 +1,5 @@
 //! A customer's two Redis hashes ⇄ `CustomerState` plus the consumer's bookkeeping: the Rust
-//! twin of `stream_features/store/state_codec.py` (layout documented there and in the README).
+//! twin of `stream_features/store/hash_fields.py` (layout documented there and in the README).
 
 use rmpv::Value;
 

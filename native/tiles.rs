@@ -1,4 +1,4 @@
-//! Per-tile partial aggregates and their stored bytes (the twin of `stream_features/tiles.py`;
+//! Per-tile partial aggregates and their stored bytes (the twin of `stream_features/core/tiles.py`;
 //! the byte layout is written down there and pinned by tests on both sides).
 
 use crate::state::OTHER_DEVICE;

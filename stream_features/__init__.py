@@ -1,6 +1,10 @@
 """stream_features: streaming customer-activity features, kept in Redis, answered in a millisecond."""
 
-from .customer_state import Outcome
+from .core.customer_state import Outcome
+from .core.events import decode_event, validate_event
+from .core.helpers import calculate_purchase_features, calculate_session_features
+from .core.memory import CustomerActivityFeatures
+from .core.settings import EngineSettings, Thresholds
 from .errors import (
     ConfigurationError,
     InvalidEvent,
@@ -8,10 +12,6 @@ from .errors import (
     ServiceUnavailable,
     StreamFeaturesError,
 )
-from .events import decode_event, validate_event
-from .helpers import calculate_purchase_features, calculate_session_features
-from .memory import CustomerActivityFeatures
-from .settings import EngineSettings, Thresholds
 
 __all__ = [
     "ConfigurationError",

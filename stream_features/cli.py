@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from .config import ServiceConfig, config_from_env, redis_client
+from .core.timeparse import parse_timestamp
 from .errors import StreamFeaturesError
 from .logs import configure_logging
 from .redaction import redact
-from .timeparse import parse_timestamp
 
 
 class _Parser(argparse.ArgumentParser):
@@ -193,8 +193,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _cmd_consume(args: argparse.Namespace) -> int:
-    from . import health
-    from .consumer import FeatureConsumer, describe_state
+    from .ingest import health
+    from .ingest.consumer import FeatureConsumer, describe_state
 
     config = _config(args)
     consumer = FeatureConsumer(config)
@@ -209,8 +209,8 @@ def _cmd_consume(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from .kafka_io import wait_for_kafka
-    from .status import StatusSampler, render_status
+    from .ingest.kafka_io import wait_for_kafka
+    from .query.status import StatusSampler, render_status
 
     config = _config(args)
     wait_for_kafka(config, attempts=3)
@@ -234,8 +234,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
 def _cmd_features_at(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from .point_in_time import answer_rows, read_rows
-    from .store.reader import FeatureReader
+    from .query.point_in_time import answer_rows, read_rows
+    from .query.reader import FeatureReader
 
     config = _config(args)
     reader = FeatureReader(redis_client(config, socket_timeout=10), config.engine, prefix=config.key_prefix)
@@ -258,7 +258,7 @@ def _cmd_features_at(args: argparse.Namespace) -> int:
 
 
 def _cmd_repair(args: argparse.Namespace) -> int:
-    from .repair import repair_customer
+    from .ingest.repair import repair_customer
 
     report = repair_customer(_config(args), args.customer_id, show_progress=not args.no_progress)
     print(json.dumps(report.__dict__))
@@ -268,9 +268,9 @@ def _cmd_repair(args: argparse.Namespace) -> int:
 def _cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from .api import create_app
-    from .api_auth import read_tokens
-    from .status import StatusSampler
+    from .query.api import create_app
+    from .query.api_auth import read_tokens
+    from .query.status import StatusSampler
 
     config = _config(args)
     if config.api_tokens_file:
@@ -293,7 +293,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     os.environ["STREAM_FEATURES_STATUS"] = "0" if args.no_status else "1"
     os.environ["STREAM_FEATURES_LOG_LEVEL"] = args.log_level
     uvicorn.run(
-        "stream_features.api:create_app_from_env",
+        "stream_features.query.api:create_app_from_env",
         factory=True,
         workers=args.workers,
         timeout_graceful_shutdown=10,
@@ -303,7 +303,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_features(args: argparse.Namespace) -> int:
-    from .store.reader import FeatureReader
+    from .query.reader import FeatureReader
 
     config = _config(args)
     client = redis_client(config, socket_timeout=5, socket_connect_timeout=3)
@@ -369,8 +369,8 @@ def _readable(value: Any) -> str:
 def _cmd_produce(args: argparse.Namespace) -> int:
     from confluent_kafka import KafkaException
 
-    from .kafka_io import wait_for_kafka
-    from .producer import produce_lines
+    from .ingest.kafka_io import wait_for_kafka
+    from .ingest.producer import produce_lines
 
     config = _config(args)
     if args.file != "-" and not Path(args.file).is_file():

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import redaction
+from .core.settings import EngineSettings, Thresholds
 from .errors import ConfigurationError
-from .settings import EngineSettings, Thresholds
 
 KAFKA_OPTION_ENV_PREFIX = "STREAM_FEATURES_KAFKA_"
 _SECRET_WORDS = ("password", "secret", "key", "token")

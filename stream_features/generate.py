@@ -147,7 +147,7 @@ def _event(rng: random.Random, customer: _Customer, timestamp: float, serial: in
 def _timestamp(rng: random.Random, seconds: float) -> object:
     if rng.random() < 0.2:
         return round(seconds, 3)
-    from .timeparse import unix_to_iso
+    from .core.timeparse import unix_to_iso
 
     return unix_to_iso(round(seconds, 3))
 

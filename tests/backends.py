@@ -8,8 +8,8 @@ from typing import Any, Protocol
 import redis
 
 from stream_features import CustomerActivityFeatures, EngineSettings, InvalidEvent, Outcome
-from stream_features.events import Event
-from stream_features.store.reader import FeatureReader
+from stream_features.core.events import Event
+from stream_features.query.reader import FeatureReader
 from stream_features.store.writer import PendingEvent, StateWriter
 
 CODE_OF = {Outcome.APPLIED: "a", Outcome.DUPLICATE: "d"}

@@ -9,8 +9,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from stream_features.events import CartEvent, Event, PurchaseEvent, SessionEvent, SupportEvent
-from stream_features.settings import EngineSettings
+from stream_features.core.events import CartEvent, Event, PurchaseEvent, SessionEvent, SupportEvent
+from stream_features.core.settings import EngineSettings
 
 
 def accept_in_order(events: list[Event], settings: EngineSettings) -> list[Event]:

@@ -17,8 +17,8 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 
 from stream_features import CustomerActivityFeatures, EngineSettings, InvalidEvent
 from stream_features.config import ServiceConfig
-from stream_features.producer import produce_lines
-from stream_features.store.reader import FeatureReader
+from stream_features.ingest.producer import produce_lines
+from stream_features.query.reader import FeatureReader
 
 
 def recent_events(count: int, customers: int, seed: int) -> list[bytes]:
@@ -80,7 +80,7 @@ class Pipeline:
         """Each value as one record, byte for byte (empty ones too), keyed by its customer_id."""
         from confluent_kafka import Producer
 
-        from stream_features.producer import key_of
+        from stream_features.ingest.producer import key_of
 
         producer = Producer({"bootstrap.servers": self.bootstrap, "linger.ms": 20, "message.max.bytes": 2_000_000})
         failures: list[str] = []

@@ -11,9 +11,9 @@ import redis
 from fastapi.testclient import TestClient
 
 from stream_features import CustomerActivityFeatures
-from stream_features.api import create_app
 from stream_features.config import ServiceConfig
 from stream_features.generate import GeneratorOptions, generate_events
+from stream_features.query.api import create_app
 
 from .loaders import load
 
@@ -167,7 +167,7 @@ def test_bodies_are_what_the_openapi_document_says(loaded: tuple[TestClient, Cus
     undocumented fields), and the document names those models."""
     from pydantic import BaseModel
 
-    from stream_features import api_models as models
+    from stream_features.query import api_models as models
 
     client, engine = loaded
     spec = client.get("/openapi.json").json()

@@ -14,11 +14,11 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from stream_features.api import create_app
-from stream_features.api_auth import BearerAuth, read_tokens
 from stream_features.config import ServiceConfig
 from stream_features.errors import ConfigurationError
 from stream_features.generate import GeneratorOptions, generate_events
+from stream_features.query.api import create_app
+from stream_features.query.api_auth import BearerAuth, read_tokens
 
 from .loaders import load
 from .private_redis import free_port

@@ -13,7 +13,7 @@ import pytest
 from redis.cluster import RedisCluster
 
 from stream_features.generate import GeneratorOptions, generate_events
-from stream_features.store.reader import FeatureReader
+from stream_features.query.reader import FeatureReader
 
 from .private_redis import PrivateRedis
 from .streaming import Pipeline, assert_same_state, memory_engine, wait_until

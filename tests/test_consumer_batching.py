@@ -6,7 +6,7 @@ from __future__ import annotations
 from confluent_kafka import Message
 
 from stream_features.config import ServiceConfig
-from stream_features.consumer import FeatureConsumer
+from stream_features.ingest.consumer import FeatureConsumer
 
 
 class QueuedMessages:

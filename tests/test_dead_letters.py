@@ -7,7 +7,7 @@ import time
 import pytest
 from confluent_kafka import Message, Producer
 
-from stream_features.dead_letters import DeadLetter, DeadLetterProducer
+from stream_features.ingest.dead_letters import DeadLetter, DeadLetterProducer
 
 
 def test_unacknowledged_dead_letters_are_never_taken_as_delivered() -> None:

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stream_features import CustomerActivityFeatures, EngineSettings, InvalidEvent, Thresholds
-from stream_features.events import Event, validate_event
+from stream_features.core.events import Event, validate_event
 
 from . import reference
 from .strategies import BASE, raw_events, timestamps

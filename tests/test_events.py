@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stream_features import InvalidEvent, decode_event, validate_event
-from stream_features.events import CartEvent, ProfileEvent, PurchaseEvent, SessionEvent, SupportEvent, fast_decode
+from stream_features.core.events import CartEvent, ProfileEvent, PurchaseEvent, SessionEvent, SupportEvent, fast_decode
 
 from .strategies import raw_events
 

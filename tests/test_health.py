@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from stream_features.health import LIVENESS_SECONDS, Progress, liveness, readiness
+from stream_features.ingest.health import LIVENESS_SECONDS, Progress, liveness, readiness
 
 from .private_redis import free_port
 from .streaming import Pipeline, stop, wait_until

@@ -17,11 +17,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stream_features import CustomerActivityFeatures, EngineSettings, InvalidEvent
-from stream_features.api import MAX_BODY_BYTES, create_app
 from stream_features.config import ServiceConfig
+from stream_features.core.events import decode_event, validate_event
 from stream_features.errors import InvalidQuery
-from stream_features.events import decode_event, validate_event
-from stream_features.producer import key_of
+from stream_features.ingest.producer import key_of
+from stream_features.query.api import MAX_BODY_BYTES, create_app
 from stream_features.store.writer import StateWriter
 
 from .hostile import KINDS, NOW, hostile_records

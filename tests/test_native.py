@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stream_features import EngineSettings, InvalidEvent, decode_event
-from stream_features.events import CartEvent, Event, PurchaseEvent, SessionEvent, SupportEvent
+from stream_features.core.events import CartEvent, Event, PurchaseEvent, SessionEvent, SupportEvent
 from stream_features.generate import GeneratorOptions, generate_events
 from stream_features.store.writer import StateWriter
 

@@ -15,10 +15,10 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from stream_features.api import create_app
 from stream_features.config import ServiceConfig
 from stream_features.generate import GeneratorOptions, generate_events
-from stream_features.store.reader import FeatureReader
+from stream_features.query.api import create_app
+from stream_features.query.reader import FeatureReader
 
 from .loaders import load
 

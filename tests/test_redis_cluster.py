@@ -18,8 +18,8 @@ from redis.cluster import RedisCluster
 
 from stream_features import EngineSettings
 from stream_features.generate import GeneratorOptions, generate_events
+from stream_features.query.reader import FeatureReader
 from stream_features.store.keys import aux_key, tiles_key
-from stream_features.store.reader import FeatureReader
 
 from .conftest import IN_CI
 from .loaders import load

@@ -20,9 +20,9 @@ import redis
 from confluent_kafka import Consumer
 from fastapi.testclient import TestClient
 
-from stream_features.api import create_app
 from stream_features.config import ServiceConfig
-from stream_features.status import StatusSampler
+from stream_features.query.api import create_app
+from stream_features.query.status import StatusSampler
 
 from .conftest import _unavailable
 from .private_redis import PrivateRedis, free_port

@@ -13,9 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from stream_features import EngineSettings, Thresholds
-from stream_features.events import validate_event
+from stream_features.core.events import validate_event
+from stream_features.core.tiles import encode_tile
 from stream_features.store.keys import tiles_key
-from stream_features.tiles import encode_tile
 
 from . import reference
 from .backends import MemoryBackend, RedisBackend

@@ -303,7 +303,7 @@ def test_redis_busy_with_a_long_script_is_waited_out(pipeline: Pipeline, redis_c
 def test_end_to_end_delay_is_measured_per_applied_record(pipeline: Pipeline) -> None:
     """stream_features_end_to_end_delay_seconds: one observation per applied record, Redis's
     acknowledgement minus the record's Kafka timestamp (plausible: produced seconds ago)."""
-    from stream_features.consumer import FeatureConsumer
+    from stream_features.ingest.consumer import FeatureConsumer
 
     lines = recent_events(3000, 200, seed=71)
     produced_at = time.time()

@@ -7,7 +7,7 @@ import pytest
 import redis
 
 from stream_features import EngineSettings, decode_event
-from stream_features.store.reader import FeatureReader
+from stream_features.query.reader import FeatureReader
 from stream_features.store.writer import APPLIED, PendingEvent, StateWriter
 
 pytestmark = pytest.mark.integration

@@ -6,7 +6,7 @@ Per customer, in one hash slot (the ``{...}`` hash tag holds the escaped id):
   ``t:<tile>`` → packed tile aggregates (``tiles.encode_tile``), ``a:<attribute>`` → ``<ts> <json>``.
 * ``<prefix>:{<id>}:x`` bookkeeping hash, written by the consumer only: ``v`` write version,
   ``m`` newest tile/time, offsets and housekeeping (MessagePack), ``e:<event_id>`` event time of
-  a remembered id (fields in ``state_codec``).
+  a remembered id (fields in ``hash_fields``).
 
 Escaping: ``%``, ``{`` and ``}`` in the id become ``%25``, ``%7B``, ``%7D``, so the tag can never be
 cut short and two ids never map to one key; every other byte is kept as is.

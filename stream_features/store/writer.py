@@ -30,11 +30,11 @@ from redis.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
 from .._native import Batch, Core, Prepared
+from ..core.events import CartEvent, Event, ProfileEvent, PurchaseEvent, SessionEvent, SupportEvent, decode_event
+from ..core.settings import EngineSettings
 from ..errors import InvalidEvent
-from ..events import CartEvent, Event, ProfileEvent, PurchaseEvent, SessionEvent, SupportEvent, decode_event
-from ..settings import EngineSettings
+from .hash_fields import encode_attribute
 from .keys import DEFAULT_PREFIX
-from .state_codec import encode_attribute
 from .transient import is_transient
 
 # Outcome codes, one per event: applied, duplicate, too_late, already applied earlier

@@ -17,9 +17,9 @@ import redis
 from confluent_kafka import Message
 
 with atheris.instrument_imports():
+    from stream_features.core.events import decode_event
+    from stream_features.core.settings import EngineSettings
     from stream_features.errors import InvalidEvent
-    from stream_features.events import decode_event
-    from stream_features.settings import EngineSettings
     from stream_features.store.writer import StateWriter
 
 NOW = 1_795_600_000.0

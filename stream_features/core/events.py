@@ -12,7 +12,7 @@ from typing import Annotated, Any, ClassVar, Final, Literal
 
 import msgspec
 
-from .errors import InvalidEvent, ReasonCode
+from ..errors import InvalidEvent, ReasonCode
 from .metadata import sanitize_attributes
 from .timeparse import MAX_UNIX_SECONDS, MIN_UNIX_SECONDS, datetime_to_unix, parse_timestamp
 

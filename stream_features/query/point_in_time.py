@@ -17,9 +17,9 @@ from typing import IO, Any
 
 import msgspec
 
-from .errors import ConfigurationError, InvalidQuery
-from .store.reader import FeatureReader
-from .timeparse import parse_as_of
+from ..core.timeparse import parse_as_of
+from ..errors import ConfigurationError, InvalidQuery
+from .reader import FeatureReader
 
 CHUNK = 1000
 _encoder = msgspec.json.Encoder()

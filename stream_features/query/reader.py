@@ -10,13 +10,13 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from ..core.features import TRADEOFF_FIELDS, cohort_summary, daily_activity, flat_features, summarize
+from ..core.settings import EngineSettings
+from ..core.timeparse import parse_as_of
+from ..core.windows import validate_days
 from ..errors import CohortTooLarge, StateUnreadable
-from ..features import TRADEOFF_FIELDS, cohort_summary, daily_activity, flat_features, summarize
-from ..settings import EngineSettings
-from ..timeparse import parse_as_of
-from ..windows import validate_days
-from .codec import decode_customer_hash
-from .keys import DEFAULT_PREFIX, tiles_key
+from ..store.keys import DEFAULT_PREFIX, tiles_key
+from ..store.tile_hash import decode_customer_hash
 
 log = logging.getLogger(__name__)
 MAX_COHORT_SIZE = 10_000

@@ -8,10 +8,10 @@ from typing import Any, Final
 
 import msgspec
 
+from ..core.tiles import TileAggregate, decode_tile
 from ..errors import StateUnreadable
-from ..tiles import TileAggregate, decode_tile
+from .hash_fields import decode_attribute
 from .keys import ATTRIBUTE_FIELD_PREFIX, TILE_FIELD_PREFIX
-from .state_codec import decode_attribute
 
 FORMAT_VERSION_FIELD: Final = b"fv"
 # The layout this release reads and writes; a hash without ``fv`` is in it (native/store.rs).

@@ -22,7 +22,7 @@ from pydantic import (
     create_model,
 )
 
-from .timeparse import MAX_UNIX_SECONDS, MIN_AS_OF_SECONDS
+from ..core.timeparse import MAX_UNIX_SECONDS, MIN_AS_OF_SECONDS
 
 # What the HTTP API accepts as a time, exactly as the OpenAPI document says: an RFC 3339
 # date-time from year 1, or Unix seconds as digits (query) or a number (body). Python callers
@@ -170,7 +170,7 @@ class Ready(BaseModel):
 
 
 class Status(BaseModel):
-    """The status page's data (``stream_features.status``)."""
+    """The status page's data (``stream_features.query.status``)."""
 
     topic: str
     group: str

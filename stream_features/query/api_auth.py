@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 
-from .errors import ConfigurationError
+from ..errors import ConfigurationError
 
 OPEN_PATHS = frozenset({"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/", "/status"})
 SCHEME_NAME = "bearerAuth"

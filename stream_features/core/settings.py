@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from .errors import ConfigurationError
+from ..errors import ConfigurationError
 
 SECONDS_PER_DAY = 86400
 

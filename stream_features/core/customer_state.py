@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from .errors import InvalidEvent
+from ..errors import InvalidEvent
 from .events import CartEvent, Event, ProfileEvent, PurchaseEvent, SessionEvent, SupportEvent
 from .settings import EngineSettings
 from .tiles import TileAggregate, tile_of

@@ -25,10 +25,10 @@ from confluent_kafka.admin import AdminClient
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 
-from .config import ServiceConfig, redis_client
-from .kafka_io import client_settings
-from .redaction import redact
-from .store.watermarks import Watermarks
+from ..config import ServiceConfig, redis_client
+from ..ingest.kafka_io import client_settings
+from ..redaction import redact
+from ..store.watermarks import Watermarks
 
 log = logging.getLogger(__name__)
 
@@ -293,7 +293,7 @@ class StatusSampler:
         }
 
     def mount(self, app: FastAPI) -> None:
-        page = resources.files("stream_features.web").joinpath("status.html").read_text()
+        page = resources.files("stream_features.query.web").joinpath("status.html").read_text()
 
         from .api_models import Status
 

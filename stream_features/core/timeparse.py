@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import msgspec
 
-from .errors import InvalidQuery
+from ..errors import InvalidQuery
 
 TimestampInput = datetime | str | int | float
 

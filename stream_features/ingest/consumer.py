@@ -34,17 +34,17 @@ from typing import Any, TypeVar
 import redis
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicCollection, TopicPartition
 
-from ._native import Batch, Prepared
-from .config import ServiceConfig, redis_client
+from .._native import Batch, Prepared
+from ..config import ServiceConfig, redis_client
+from ..errors import ConfigurationError, ServiceUnavailable
+from ..metrics import FRESHNESS_BUCKETS, ConsumerMetrics, observe_many
+from ..store.transient import is_transient
+from ..store.watermarks import Watermarks
+from ..store.writer import StateWriter
 from .dead_letters import DeadLetter, DeadLetterProducer
-from .errors import ConfigurationError, ServiceUnavailable
 from .health import Progress
 from .kafka_io import client_settings, ensure_topics, wait_for_kafka
-from .metrics import FRESHNESS_BUCKETS, ConsumerMetrics, observe_many
 from .resume import ResumePoints
-from .store.transient import is_transient
-from .store.watermarks import Watermarks
-from .store.writer import StateWriter
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

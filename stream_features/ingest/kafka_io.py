@@ -10,8 +10,8 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from .config import ServiceConfig
-from .errors import ConfigurationError, ServiceUnavailable
+from ..config import ServiceConfig
+from ..errors import ConfigurationError, ServiceUnavailable
 
 log = logging.getLogger(__name__)
 _librdkafka_log = logging.getLogger("librdkafka")

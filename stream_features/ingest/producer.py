@@ -8,7 +8,7 @@ import msgspec
 from confluent_kafka import KafkaException, Producer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from .config import ServiceConfig
+from ..config import ServiceConfig
 from .kafka_io import client_settings
 
 _decoder = msgspec.json.Decoder()

@@ -19,9 +19,9 @@ from typing import TypeVar
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
-from .metrics import ConsumerMetrics
-from .store.watermarks import Watermarks
-from .store.writer import StateWriter
+from ..metrics import ConsumerMetrics
+from ..store.watermarks import Watermarks
+from ..store.writer import StateWriter
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
+from ..errors import InvalidEvent
 from .customer_state import CustomerState, Outcome
-from .errors import InvalidEvent
 from .events import Event, validate_event
 from .features import cohort_summary, daily_activity, flat_features, primary_device, summarize, tradeoff_indicators
 from .features import window_features as _window_features

@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from .config import ServiceConfig, redis_client
-from .errors import ServiceUnavailable
+from ..config import ServiceConfig, redis_client
+from ..errors import ServiceUnavailable
+from ..store.keys import aux_key, tiles_key
+from ..store.watermarks import Watermarks
+from ..store.writer import StateWriter
 from .kafka_io import client_settings
 from .resume import log_name
-from .store.keys import aux_key, tiles_key
-from .store.watermarks import Watermarks
-from .store.writer import StateWriter
 
 log = logging.getLogger(__name__)
 CHUNK = 5000

@@ -17,8 +17,12 @@ from fastapi.responses import JSONResponse as StarletteJSONResponse
 from prometheus_client import generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from .. import redaction
+from ..config import ServiceConfig
+from ..errors import CohortTooLarge, InvalidQuery, StateUnreadable
+from ..metrics import ApiMetrics
+from ..store.clients import async_client
 from . import api_models as models
-from . import redaction
 from .api_auth import BearerAuth, declare_security, open_paths, read_tokens
 from .api_models import (
     AS_OF_SCHEMA,
@@ -29,11 +33,7 @@ from .api_models import (
     errors,
     point_in_time_request_model,
 )
-from .config import ServiceConfig
-from .errors import CohortTooLarge, InvalidQuery, StateUnreadable
-from .metrics import ApiMetrics
-from .store.clients import async_client
-from .store.reader import AsyncFeatureReader
+from .reader import AsyncFeatureReader
 
 log = logging.getLogger(__name__)
 _encoder = msgspec.json.Encoder()
@@ -358,8 +358,8 @@ def create_app_from_env() -> FastAPI:
     environment the CLI prepared (flags included), status page per ``STREAM_FEATURES_STATUS``."""
     import os
 
-    from .config import config_from_env
-    from .logs import configure_logging
+    from ..config import config_from_env
+    from ..logs import configure_logging
     from .status import StatusSampler
 
     configure_logging(os.environ.get("STREAM_FEATURES_LOG_LEVEL", "info"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from .errors import InvalidQuery
+from ..errors import InvalidQuery
 from .settings import EngineSettings
 from .tiles import TileAggregate, tile_of
 
