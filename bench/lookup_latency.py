@@ -24,9 +24,10 @@ import redis
 
 from stream_features import EngineSettings, InvalidEvent, decode_event
 from stream_features.generate import GeneratorOptions, generate_events
+from stream_features.ingest.decode import PendingEvent, apply_events
 from stream_features.query.reader import FeatureReader
 from stream_features.store.keys import tiles_key
-from stream_features.store.writer import PendingEvent, StateWriter
+from stream_features.store.writer import StateWriter
 
 from .common import percentiles, write_results
 
@@ -53,9 +54,9 @@ def load(client: redis.Redis, prefix: str, customers: int, events: int) -> list[
             continue
         batch.setdefault(event.customer_id, []).append(PendingEvent(event, 0, offset))
         if len(batch) >= 5000:
-            writer.apply_events(batch)
+            apply_events(writer, batch)
             batch = {}
-    writer.apply_events(batch)
+    apply_events(writer, batch)
     return [key.decode()[len(prefix) + 2 : -1] for key in client.scan_iter(match=f"{prefix}:{{*}}", count=10000)]
 
 

@@ -1,6 +1,6 @@
 """The consumer's CPU path without I/O: records → events → per-customer compare-and-set calls.
 
-Ours: ``StateWriter.decode`` + ``prepare`` (Rust core, Python fallback for odd records).
+Ours: ``ingest.decode.decode_batch`` + ``StateWriter.prepare`` (Rust core, Python fallback for odd records).
 Baseline in the same run: the Python reference doing the rule work per event
 (``decode_event`` + ``CustomerState.apply``, without building any write), which is most of what
 the consumer ran per event before the core.
@@ -23,6 +23,7 @@ from stream_features import EngineSettings, InvalidEvent, decode_event
 from stream_features.core.customer_state import CustomerState
 from stream_features.generate import GeneratorOptions, generate_events
 from stream_features.ingest.consumer import THROUGHPUT_GC_THRESHOLDS
+from stream_features.ingest.decode import decode_batch
 from stream_features.store.writer import StateWriter
 
 from .common import write_results
@@ -34,7 +35,7 @@ def run_native(records: list[Message], batch_size: int, now: float) -> float:
     core = writer._core
     started = time.process_time()
     for start in range(0, len(records), batch_size):
-        batch, _ = writer.decode(records[start : start + batch_size], now=now, max_future_skew_seconds=86400.0)
+        batch, _ = decode_batch(records[start : start + batch_size], now=now, max_future_skew_seconds=86400.0)
         for customer in core.missing(batch):
             core.load(customer, [], [])
         prepared = core.prepare(batch, None, now)

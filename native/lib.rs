@@ -236,51 +236,6 @@ impl Core {
         }
     }
 
-    /// Decode Kafka messages (objects with `value()`, `partition()`, `offset()`).
-    fn decode(&self, records: &Bound<'_, PyList>, now: f64, max_future_skew_seconds: f64) -> PyResult<Batch> {
-        let py = records.py();
-        let mut values = Vec::with_capacity(records.len());
-        let mut positions = Vec::with_capacity(records.len());
-        for message in records.iter() {
-            let partition: i32 = message.call_method0(intern!(py, "partition"))?.extract::<Option<i32>>()?.unwrap_or(0);
-            let offset: i64 = message.call_method0(intern!(py, "offset"))?.extract::<Option<i64>>()?.unwrap_or(0);
-            // (timestamp type, milliseconds); type 0 means the record has none.
-            let (kind, millis): (i32, i64) = message.call_method0(intern!(py, "timestamp"))?.extract()?;
-            values.push(message.call_method0(intern!(py, "value"))?.cast_into::<PyBytes>().ok());
-            positions.push((partition, offset, if kind == 0 { -1 } else { millis }));
-        }
-        let slices: Vec<Option<&[u8]>> =
-            values.iter().map(|value| value.as_ref().map(|bytes| bytes.as_bytes())).collect();
-        // The bytes objects are immutable and held above: parse them without the GIL, so the
-        // writer thread can read Redis replies meanwhile.
-        Ok(py.detach(|| {
-            let mut batch = Batch::with_capacity(slices.len());
-            for (index, (value, (partition, offset, millis))) in slices.iter().zip(positions).enumerate() {
-                // A panic on one record's bytes (a bug) must not stop the stream: Python judges it.
-                let event = value.and_then(|data| {
-                    std::panic::catch_unwind(|| wire::decode(data, now, max_future_skew_seconds)).ok().flatten()
-                });
-                if event.is_none() {
-                    batch.fallback.push(index);
-                }
-                batch.push(event, partition, offset, millis);
-            }
-            batch
-        }))
-    }
-
-    /// A batch of records at these positions with no events yet (fill with `set_event`).
-    fn empty_batch(&self, partitions: Vec<i32>, offsets: Vec<i64>) -> PyResult<Batch> {
-        if partitions.len() != offsets.len() {
-            return Err(PyValueError::new_err("one partition per offset expected"));
-        }
-        let mut batch = Batch::with_capacity(offsets.len());
-        for (partition, offset) in partitions.into_iter().zip(offsets) {
-            batch.push(None, partition, offset, -1);
-        }
-        Ok(batch)
-    }
-
     /// Customers of the batch (or of `customers`) whose state is not cached.
     #[pyo3(signature = (batch, customers=None))]
     fn missing(&self, batch: &Batch, customers: Option<Vec<String>>) -> Vec<String> {
@@ -420,10 +375,62 @@ mod tests {
     }
 }
 
+/// Decode Kafka messages (objects with `value()`, `partition()`, `offset()`, `timestamp()`):
+/// the common valid events here, the rest listed in `Batch.fallback()` for Python to judge.
+/// A free function: decoding needs no settings and touches no cached state.
+#[pyfunction]
+fn decode_records(records: &Bound<'_, PyList>, now: f64, max_future_skew_seconds: f64) -> PyResult<Batch> {
+    let py = records.py();
+    let mut values = Vec::with_capacity(records.len());
+    let mut positions = Vec::with_capacity(records.len());
+    for message in records.iter() {
+        let partition: i32 = message.call_method0(intern!(py, "partition"))?.extract::<Option<i32>>()?.unwrap_or(0);
+        let offset: i64 = message.call_method0(intern!(py, "offset"))?.extract::<Option<i64>>()?.unwrap_or(0);
+        // (timestamp type, milliseconds); type 0 means the record has none.
+        let (kind, millis): (i32, i64) = message.call_method0(intern!(py, "timestamp"))?.extract()?;
+        values.push(message.call_method0(intern!(py, "value"))?.cast_into::<PyBytes>().ok());
+        positions.push((partition, offset, if kind == 0 { -1 } else { millis }));
+    }
+    let slices: Vec<Option<&[u8]>> =
+        values.iter().map(|value| value.as_ref().map(|bytes| bytes.as_bytes())).collect();
+    // The bytes objects are immutable and held above: parse them without the GIL, so the
+    // writer thread can read Redis replies meanwhile.
+    Ok(py.detach(|| {
+        let mut batch = Batch::with_capacity(slices.len());
+        for (index, (value, (partition, offset, millis))) in slices.iter().zip(positions).enumerate() {
+            // A panic on one record's bytes (a bug) must not stop the stream: Python judges it.
+            let event = value.and_then(|data| {
+                std::panic::catch_unwind(|| wire::decode(data, now, max_future_skew_seconds)).ok().flatten()
+            });
+            if event.is_none() {
+                batch.fallback.push(index);
+            }
+            batch.push(event, partition, offset, millis);
+        }
+        batch
+    }))
+}
+
+/// A batch of records at these positions with no events yet (fill with `set_event`).
+#[pyfunction]
+fn empty_batch(partitions: Vec<i32>, offsets: Vec<i64>) -> PyResult<Batch> {
+    if partitions.len() != offsets.len() {
+        return Err(PyValueError::new_err("one partition per offset expected"));
+    }
+    let mut batch = Batch::with_capacity(offsets.len());
+    for (partition, offset) in partitions.into_iter().zip(offsets) {
+        batch.push(None, partition, offset, -1);
+    }
+    Ok(batch)
+}
+
+
 #[pymodule]
 fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<Core>()?;
     module.add_class::<Batch>()?;
     module.add_class::<Prepared>()?;
+    module.add_function(wrap_pyfunction!(decode_records, module)?)?;
+    module.add_function(wrap_pyfunction!(empty_batch, module)?)?;
     Ok(())
 }

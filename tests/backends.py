@@ -9,8 +9,9 @@ import redis
 
 from stream_features import CustomerActivityFeatures, EngineSettings, InvalidEvent, Outcome
 from stream_features.core.events import Event
+from stream_features.ingest.decode import PendingEvent, apply_events
 from stream_features.query.reader import FeatureReader
-from stream_features.store.writer import PendingEvent, StateWriter
+from stream_features.store.writer import StateWriter
 
 CODE_OF = {Outcome.APPLIED: "a", Outcome.DUPLICATE: "d"}
 
@@ -70,7 +71,7 @@ class RedisBackend:
                 by_customer.setdefault(event.customer_id, []).append(PendingEvent(event, 0, self.next_offset))
                 order.append(event.customer_id)
                 self.next_offset += 1
-            outcomes = self.writer.apply_events(by_customer)
+            outcomes = apply_events(self.writer, by_customer)
             if self.cold_cache:
                 self.writer.forget(list(by_customer))
             position = dict.fromkeys(by_customer, 0)

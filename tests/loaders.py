@@ -9,7 +9,8 @@ import msgspec
 import redis
 
 from stream_features import CustomerActivityFeatures, EngineSettings, InvalidEvent, decode_event
-from stream_features.store.writer import PendingEvent, StateWriter
+from stream_features.ingest.decode import PendingEvent, apply_events
+from stream_features.store.writer import StateWriter
 
 
 def load(
@@ -28,7 +29,7 @@ def load(
             engine.ingest(msgspec.json.decode(line))
         pending.setdefault(event.customer_id, []).append(PendingEvent(event, 0, offset))
         if offset % batch == batch - 1:
-            writer.apply_events(pending)
+            apply_events(writer, pending)
             pending = {}
-    writer.apply_events(pending)
+    apply_events(writer, pending)
     return engine

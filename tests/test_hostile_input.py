@@ -10,37 +10,27 @@ from typing import Any
 
 import msgspec
 import pytest
-import redis
 from confluent_kafka import Message
 from fastapi.testclient import TestClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream_features import CustomerActivityFeatures, EngineSettings, InvalidEvent
+from stream_features import CustomerActivityFeatures, InvalidEvent
 from stream_features.config import ServiceConfig
 from stream_features.core.events import decode_event, validate_event
 from stream_features.errors import InvalidQuery
+from stream_features.ingest.decode import decode_batch
 from stream_features.ingest.producer import key_of
 from stream_features.query.api import MAX_BODY_BYTES, create_app
-from stream_features.store.writer import StateWriter
 
 from .hostile import KINDS, NOW, hostile_records
 
-# Decoding never talks to Redis: a client that would refuse to connect proves it.
-OFFLINE = redis.Redis(host="127.0.0.1", port=1)
 
-
-def decode_batch(values: list[bytes | None]) -> tuple[list[str | None], dict[int, str]]:
+def consumer_decoding(values: list[bytes | None]) -> tuple[list[str | None], dict[int, str]]:
     """The consumer's decoding of a batch: customers of valid records, reasons of invalid ones."""
-    writer = StateWriter(OFFLINE, EngineSettings())
-    try:
-        batch, invalid = writer.decode(
-            [Message(value=v, partition=0, offset=i) for i, v in enumerate(values)],
-            now=NOW,
-            max_future_skew_seconds=86400,
-        )
-    finally:
-        writer.close()
+    batch, invalid = decode_batch(
+        [Message(value=v, partition=0, offset=i) for i, v in enumerate(values)], now=NOW, max_future_skew_seconds=86400
+    )
     reasons = {index: exc.reason for index, exc in invalid}
     events = [None if (e := batch.event(i)) is None else e[1] for i in range(len(values))]
     return events, reasons
@@ -49,7 +39,7 @@ def decode_batch(values: list[bytes | None]) -> tuple[list[str | None], dict[int
 @pytest.mark.parametrize("kind", sorted(KINDS))
 def test_every_hostile_kind_is_an_invalid_event_everywhere(kind: str) -> None:
     records = [data for name, data in hostile_records(700, seed=1) if name == kind]
-    events, reasons = decode_batch(list(records))
+    events, reasons = consumer_decoding(list(records))
     for index, data in enumerate(records):
         with pytest.raises(InvalidEvent) as caught:
             decode_event(data, now=NOW)
@@ -73,7 +63,7 @@ def test_named_poison_pills(data: bytes, reason: str) -> None:
     with pytest.raises(InvalidEvent) as caught:
         decode_event(data, now=NOW)
     assert caught.value.reason == reason
-    assert decode_batch([data])[1] == {0: reason}
+    assert consumer_decoding([data])[1] == {0: reason}
 
 
 def test_the_contract_has_one_answer_for_each_shape() -> None:
@@ -82,16 +72,14 @@ def test_the_contract_has_one_answer_for_each_shape() -> None:
     engine = CustomerActivityFeatures(clock=lambda: NOW)
     engine.ingest(as_dict)  # the alias applies when amount is null, in ingest() too
     assert engine.get_total_purchase_value("c", as_of=NOW) == 5.0
-    assert decode_event(amount_null, now=NOW).amount == 5.0 and decode_batch([amount_null])[0] == ["c"]
+    assert decode_event(amount_null, now=NOW).amount == 5.0 and consumer_decoding([amount_null])[0] == ["c"]
     # An unknown field holding a number too big for a float is ignored for every type.
     for kind, fields in [("purchase", '"amount":1'), ("profile", '"attributes":{"a":1}')]:
         data = f'{{"type":"{kind}","customer_id":"c","timestamp":1795000000,{fields},"junk":1e400}}'.encode()
         assert decode_event(data, now=NOW).customer_id == "c"
     # -0 is 0 in both decoders (the Rust fast path takes this record).
     zero = b'{"type":"support","customer_id":"c","timestamp":-0.0}'
-    writer = StateWriter(OFFLINE, EngineSettings())
-    batch, _ = writer.decode([Message(value=zero, partition=0, offset=0)], now=NOW, max_future_skew_seconds=86400)
-    writer.close()
+    batch, _ = decode_batch([Message(value=zero, partition=0, offset=0)], now=NOW, max_future_skew_seconds=86400)
     event = batch.event(0)
     assert event is not None and str(event[2]) == "0.0" and str(decode_event(zero, now=NOW).timestamp) == "0.0"
     # A string of digits is Unix seconds everywhere (events, queries), never an ISO basic date.
@@ -122,9 +110,9 @@ def test_arbitrary_bytes_never_raise_anything_but_invalid_event(data: bytes) -> 
         event = decode_event(data, now=NOW)
     except InvalidEvent as exc:
         assert exc.reason != "internal_error", exc.message
-        assert decode_batch([data])[1] == {0: exc.reason}
+        assert consumer_decoding([data])[1] == {0: exc.reason}
     else:
-        assert decode_batch([data])[0] == [event.customer_id]
+        assert consumer_decoding([data])[0] == [event.customer_id]
 
 
 json_values = st.recursive(
@@ -154,7 +142,7 @@ def test_event_shaped_objects_agree_between_decoders(kind: str, fields: dict[str
     data = msgspec.json.encode(obj)
     if number:
         data = data[:-1] + b',"big":' + number.encode() + b"}"
-    events, reasons = decode_batch([data])
+    events, reasons = consumer_decoding([data])
     try:
         event = decode_event(data, now=NOW)
     except InvalidEvent as exc:

@@ -11,23 +11,17 @@ import json
 import time
 from typing import Any
 
-import redis
 from confluent_kafka import Message
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream_features import EngineSettings, InvalidEvent, decode_event
+from stream_features import InvalidEvent, decode_event
 from stream_features.core.events import CartEvent, Event, PurchaseEvent, SessionEvent, SupportEvent
 from stream_features.generate import GeneratorOptions, generate_events
-from stream_features.store.writer import StateWriter
+from stream_features.ingest.decode import decode_batch
 
 NOW = 1_800_000_000.0
 SKEW = 86400.0
-
-
-def writer() -> StateWriter:
-    # decode() does no I/O; the client is never used here.
-    return StateWriter(redis.Redis(), EngineSettings(), topic="t")
 
 
 def python_view(event: Event) -> tuple[Any, ...]:
@@ -109,7 +103,7 @@ def messages(draw: st.DrawFn) -> bytes:
 @settings(max_examples=600, deadline=None)
 @given(st.lists(messages(), min_size=1, max_size=20))
 def test_fast_path_agrees_with_python_or_defers(raw_messages: list[bytes]) -> None:
-    batch, invalid = writer().decode(
+    batch, invalid = decode_batch(
         [Message(value=raw, offset=i) for i, raw in enumerate(raw_messages)], now=NOW, max_future_skew_seconds=SKEW
     )
     fallback = set(batch.fallback())
@@ -130,7 +124,7 @@ def test_common_events_take_the_fast_path() -> None:
     """Guards the speed: generated non-profile events should almost never need Python."""
     now = time.time()
     lines = list(generate_events(GeneratorOptions(customers=500, events=5000, start=now - 30 * 86400, end=now - 60)))
-    batch, _ = writer().decode(
+    batch, _ = decode_batch(
         [Message(value=line, offset=i) for i, line in enumerate(lines)], now=now, max_future_skew_seconds=SKEW
     )
     kinds = [_kind(line) for line in lines]
@@ -157,6 +151,6 @@ def _kind(line: bytes) -> Any:
 
 def test_missing_value_and_oversized_messages_go_to_python() -> None:
     records = [Message(value=None, offset=0), Message(value=b"{" + b" " * 70_000 + b"}", offset=1)]
-    batch, invalid = writer().decode(records, now=NOW, max_future_skew_seconds=SKEW)
+    batch, invalid = decode_batch(records, now=NOW, max_future_skew_seconds=SKEW)
     assert batch.fallback() == [0, 1]
     assert [(index, error.reason) for index, error in invalid] == [(0, "malformed_json"), (1, "too_large")]

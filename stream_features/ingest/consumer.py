@@ -42,6 +42,7 @@ from ..store.transient import is_transient
 from ..store.watermarks import Watermarks
 from ..store.writer import StateWriter
 from .dead_letters import DeadLetter, DeadLetterProducer
+from .decode import decode_batch
 from .health import Progress
 from .kafka_io import client_settings, ensure_topics, wait_for_kafka
 from .resume import ResumePoints
@@ -353,7 +354,7 @@ class FeatureConsumer:
 
     def _decode(self, records: list[Message]) -> _Batch:
         """Decode a batch (Rust fast path, Python for the rest); invalid records become letters."""
-        events, invalid = self._writer.decode(
+        events, invalid = decode_batch(
             records, now=self._clock(), max_future_skew_seconds=self.config.engine.max_future_skew_seconds
         )
         letters = [DeadLetter(records[index], exc.reason, exc.message) for index, exc in invalid]

@@ -24,6 +24,7 @@ from ..errors import ServiceUnavailable
 from ..store.keys import aux_key, tiles_key
 from ..store.watermarks import Watermarks
 from ..store.writer import StateWriter
+from .decode import decode_batch
 from .kafka_io import client_settings
 from .resume import log_name
 
@@ -95,7 +96,7 @@ def _replay(config: ServiceConfig, writer: StateWriter, report: RepairReport, *,
 def _apply(config: ServiceConfig, writer: StateWriter, chunk: list, report: RepairReport) -> None:  # type: ignore[type-arg]
     report.records_scanned += len(chunk)
     skew = config.engine.max_future_skew_seconds
-    batch, _ = writer.decode(chunk, now=time.time(), max_future_skew_seconds=skew)
+    batch, _ = decode_batch(chunk, now=time.time(), max_future_skew_seconds=skew)
     mine = batch.records_of(report.customer_id)
     if not mine:
         return

@@ -1,11 +1,10 @@
 """The writer: applies batches of events to customers' Redis hashes, effectively once.
 
-The per-event work runs in Rust (``stream_features._native``, sources in ``native/``): decoding
-the common valid events, applying them to cached customer states with the same rules as
-``customer_state.py`` (the reference, which the in-memory engine runs; tests hold the two
-equal), and building each customer's compare-and-set call of ``cas.lua`` as ready-to-send RESP.
-Python keeps the I/O and judges every event the fast path is unsure about (``decode_event``),
-so dead-letter reasons have one source.
+The per-event work runs in Rust (``stream_features._native``, sources in ``native/``): applying
+decoded batches (``ingest/decode.py`` builds them) to cached customer states with the same rules
+as ``core/customer_state.py`` (the reference, which the in-memory engine runs; tests hold the
+two equal), and building each customer's compare-and-set call of ``cas.lua`` as ready-to-send
+RESP. Python keeps the I/O.
 
 For each customer of a batch: load its state (from the cache, else HGETALL of its two hashes),
 apply the events in stream order, and write back only the changed fields with a compare-and-set
@@ -20,20 +19,17 @@ from __future__ import annotations
 import concurrent.futures
 import itertools
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
-from typing import Any, NamedTuple, cast
+from typing import Any, cast
 
 import redis
 from redis.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
 from .._native import Batch, Core, Prepared
-from ..core.events import CartEvent, Event, ProfileEvent, PurchaseEvent, SessionEvent, SupportEvent, decode_event
 from ..core.settings import EngineSettings
-from ..errors import InvalidEvent
-from .hash_fields import encode_attribute
 from .keys import DEFAULT_PREFIX
 from .transient import is_transient
 
@@ -42,14 +38,6 @@ from .transient import is_transient
 APPLIED, DUPLICATE, TOO_LATE, ALREADY_APPLIED, ALREADY_REJECTED = "a", "d", "l", "s", "L"
 MAX_CAS_ROUNDS = 20
 LOADS_PER_TRIP = 1000
-
-
-class PendingEvent(NamedTuple):
-    """A decoded event and the Kafka position it came from (for callers without records)."""
-
-    event: Event
-    partition: int
-    offset: int
 
 
 class WriteConflict(RuntimeError):
@@ -63,8 +51,8 @@ def load_script_source() -> str:
 class StateWriter:
     """Applies batches of events to Redis (see module doc).
 
-    The consumer splits the work to overlap Python/Rust work with Redis work: ``decode`` and
-    ``prepare`` (main thread) → ``execute`` (I/O only, any thread) → ``settle`` (main thread).
+    The write pipeline (``ingest/pipeline.py``) splits the work to overlap Python/Rust work with
+    Redis work: ``prepare`` (main thread) → ``execute`` (I/O only, any thread) → ``settle`` (main thread).
     ``prepare`` assumes the write will succeed (it bumps the cached version), so the next batch
     can be prepared while this one is in flight; ``settle`` forgets customers whose write did not
     happen, and their next compare-and-set reloads them. ``apply`` does it all in one call.
@@ -112,35 +100,6 @@ class StateWriter:
         self._senders = ThreadPoolExecutor(self._connections, thread_name_prefix="redis-send")
         self._unreadable: dict[str, str] = {}
 
-    # ----- building batches ------------------------------------------------------------------
-
-    def decode(
-        self, records: list[Any], *, now: float, max_future_skew_seconds: float
-    ) -> tuple[Batch, list[tuple[int, InvalidEvent]]]:
-        """Decode Kafka messages into a batch; also returns the invalid ones (index, reason)."""
-        batch = self._core.decode(records, now, max_future_skew_seconds)
-        invalid: list[tuple[int, InvalidEvent]] = []
-        skew = max_future_skew_seconds
-        for index in batch.fallback():
-            data = records[index].value() or b""
-            try:
-                _set_event(batch, index, decode_event(data, now=now, max_future_skew_seconds=skew))
-            except InvalidEvent as exc:
-                invalid.append((index, exc))
-            except Exception as exc:  # the last resort: no record's bytes may stop the stream
-                invalid.append((index, InvalidEvent("internal_error", f"{type(exc).__name__}: {exc}"[:300], data)))
-        batch.finish()
-        return batch, invalid
-
-    def batch_of(self, events: Iterable[PendingEvent]) -> Batch:
-        """A batch of already decoded events (tests, loaders, benchmarks)."""
-        pending = list(events)
-        batch = self._core.empty_batch([p.partition for p in pending], [p.offset for p in pending])
-        for index, item in enumerate(pending):
-            _set_event(batch, index, item.event)
-        batch.finish()
-        return batch
-
     # ----- writing ---------------------------------------------------------------------------
 
     def apply(self, batch: Batch, customers: list[str] | None = None) -> None:
@@ -160,17 +119,6 @@ class StateWriter:
                 raise
             todo = self.settle(batch, prepared, replies)
         raise WriteConflict(f"{len(todo or [])} customers changed concurrently {MAX_CAS_ROUNDS} times in a row")
-
-    def apply_events(self, by_customer: dict[str, list[PendingEvent]]) -> dict[str, str]:
-        """Apply decoded events (each customer's list in stream order); codes per customer."""
-        order = [item for items in by_customer.values() for item in items]
-        batch = self.batch_of(order)
-        self.apply(batch)
-        codes = batch.codes()
-        outcomes: dict[str, str] = {}
-        for item, code in zip(order, codes, strict=True):
-            outcomes[item.event.customer_id] = outcomes.get(item.event.customer_id, "") + code
-        return outcomes
 
     def close(self) -> None:
         """Stop the sender threads (the Redis client is the caller's)."""
@@ -310,20 +258,3 @@ class StateWriter:
                     self._unreadable[customer] = f"Redis answered {exc}"
                 except ValueError as exc:  # the Rust core's "corrupt stored state"
                     self._unreadable[customer] = str(exc)
-
-
-def _set_event(batch: Batch, index: int, event: Event) -> None:
-    """Hand one Python-decoded event to the batch (the fields the rules read)."""
-    common = (index, event.kind, event.customer_id, event.timestamp, event.event_id)
-    if isinstance(event, PurchaseEvent):
-        batch.set_event(*common, event.amount, False, None, [])
-    elif isinstance(event, SessionEvent):
-        batch.set_event(*common, event.duration_seconds, False, event.device, [])
-    elif isinstance(event, CartEvent):
-        batch.set_event(*common, event.value, event.converted, None, [])
-    elif isinstance(event, SupportEvent):
-        batch.set_event(*common, event.response_time_hours, event.escalated, None, [])
-    else:
-        assert isinstance(event, ProfileEvent)
-        attributes = [(key, encode_attribute(event.timestamp, value)) for key, value in event.attributes.items()]
-        batch.set_event(*common, None, False, None, attributes)

@@ -13,17 +13,14 @@ from __future__ import annotations
 import sys
 
 import atheris
-import redis
 from confluent_kafka import Message
 
 with atheris.instrument_imports():
     from stream_features.core.events import decode_event
-    from stream_features.core.settings import EngineSettings
     from stream_features.errors import InvalidEvent
-    from stream_features.store.writer import StateWriter
+    from stream_features.ingest.decode import decode_batch
 
 NOW = 1_795_600_000.0
-WRITER = StateWriter(redis.Redis(host="127.0.0.1", port=1), EngineSettings())
 
 
 def test_one_input(data: bytes) -> None:
@@ -34,7 +31,7 @@ def test_one_input(data: bytes) -> None:
         if exc.reason == "internal_error":
             raise AssertionError(f"internal_error: {exc.message}") from None
         expected = (None, exc.reason)
-    batch, invalid = WRITER.decode([Message(value=data, partition=0, offset=0)], now=NOW, max_future_skew_seconds=86400)
+    batch, invalid = decode_batch([Message(value=data, partition=0, offset=0)], now=NOW, max_future_skew_seconds=86400)
     decoded = batch.event(0)
     got = (decoded[1] if decoded else None, invalid[0][1].reason if invalid else None)
     if got != expected:
