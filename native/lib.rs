@@ -391,8 +391,7 @@ fn decode_records(records: &Bound<'_, PyList>, now: f64, max_future_skew_seconds
         values.push(message.call_method0(intern!(py, "value"))?.cast_into::<PyBytes>().ok());
         positions.push((partition, offset, if kind == 0 { -1 } else { millis }));
     }
-    let slices: Vec<Option<&[u8]>> =
-        values.iter().map(|value| value.as_ref().map(|bytes| bytes.as_bytes())).collect();
+    let slices: Vec<Option<&[u8]>> = values.iter().map(|value| value.as_ref().map(|bytes| bytes.as_bytes())).collect();
     // The bytes objects are immutable and held above: parse them without the GIL, so the
     // writer thread can read Redis replies meanwhile.
     Ok(py.detach(|| {
@@ -423,7 +422,6 @@ fn empty_batch(partitions: Vec<i32>, offsets: Vec<i64>) -> PyResult<Batch> {
     }
     Ok(batch)
 }
-
 
 #[pymodule]
 fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
