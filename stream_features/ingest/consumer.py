@@ -11,9 +11,12 @@ Commit order, per batch (the whole guarantee rests on it):
    state, so that Redis going back in time is replayed from Kafka, never lost;
 5. commit the batch's offsets to Kafka, without waiting (for lag and tooling only).
 
-One batch is in flight at a time: while Redis applies batch N (a writer thread doing I/O only),
-the main thread decodes and prepares batch N+1; batch N is settled, dead-lettered and committed
-before N+1 is sent, and always before partitions are revoked or the process exits.
+The consumer reads as its loop: poll → decode (``decode.py``) → submit to the write pipeline
+(``pipeline.py``, which owns the writer protocol and the batch in flight) → settle the batch
+ahead → its dead letters → its watermarks → commit → send this one. One batch is in flight at a
+time: while Redis applies batch N, batch N+1 is decoded and prepared; N is settled,
+dead-lettered and committed before N+1 is sent, and always before partitions are revoked or the
+process exits.
 
 Redis or Kafka unavailable: the step is retried with back-off until it succeeds or the process is
 asked to stop; nothing is skipped and no offset moves past an effect that is not in Redis.
@@ -27,14 +30,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import redis
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicCollection, TopicPartition
 
-from .._native import Batch, Prepared
 from ..config import ServiceConfig, redis_client
 from ..errors import ConfigurationError, ServiceUnavailable
 from ..metrics import FRESHNESS_BUCKETS, ConsumerMetrics, observe_many
@@ -45,6 +46,7 @@ from .dead_letters import DeadLetter, DeadLetterProducer
 from .decode import decode_batch
 from .health import Progress
 from .kafka_io import client_settings, ensure_topics, wait_for_kafka
+from .pipeline import WriteBatch, WritePipeline
 from .resume import ResumePoints
 
 log = logging.getLogger(__name__)
@@ -60,18 +62,6 @@ IDLE_ROLLBACK_CHECK_SECONDS = 5.0
 # states make the heap large; at the default threshold (700) collections cost ~30% of the main
 # thread. A high young-generation threshold keeps cycle collection but makes it rare.
 THROUGHPUT_GC_THRESHOLDS = (50_000, 50, 1000)
-
-
-@dataclass
-class _Batch:
-    records: list[Message]
-    events: Batch  # decoded events grouped by customer, offsets to commit, outcomes once written
-    letters: list[DeadLetter]
-    started: float
-    prepared: Prepared | None = None
-    written: Future[list[str | None]] | None = None
-    quarantined: set[int] = field(default_factory=set)  # records dead-lettered as state_unreadable
-    acked_at: float = 0.0  # wall clock when Redis acknowledged the batch's writes
 
 
 class Stopped(Exception):
@@ -107,8 +97,6 @@ class FeatureConsumer:
         self._writer = StateWriter(self._redis, config.engine, topic=config.topic, prefix=config.key_prefix)
         self._consumer: Consumer | None = None
         self._dlq: DeadLetterProducer | None = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="redis-writer")
-        self._in_flight: _Batch | None = None
         self._assigned: set[int] = set()  # partitions this member owns now
         self._revocations = 0  # partitions revoked or lost so far (a change means: filter)
         self._resume = ResumePoints(
@@ -117,6 +105,9 @@ class FeatureConsumer:
             self.metrics,
             topic=config.topic,
             retry=self._retry,
+        )
+        self._pipeline = WritePipeline(
+            self._writer, self.metrics, retry=self._retry, rolled_back=self._resume.rolled_back
         )
         self._admin: Any = None
         self._rolled_back = False  # Redis went back in time: replay before the next batch
@@ -177,8 +168,7 @@ class FeatureConsumer:
         log.info("consumer started %s", self.config.describe())
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True)
-        self._writer.close()
+        self._pipeline.close()
         if self._consumer is not None:
             owned = {p: o for p, o in self._committed.items() if p in self._assigned}
             if owned:  # the last commit waits: tools reading the group see where it stopped
@@ -326,69 +316,35 @@ class FeatureConsumer:
         return False
 
     def process(self, records: list[Message]) -> None:
-        """Decode and prepare a batch, settle the one in flight, then send this one."""
+        """poll → decode → submit → settle the batch ahead → its dead letters → commit → send."""
         batch = self._decode(records)
         if self._resume.went_backwards(batch.events.first_offsets):
             self._settle_in_flight()
             self._resume.adopt_log(self._topic_id())  # a re-created topic starts a new epoch
-        batch.prepared = self._retry("redis", lambda: self._writer.prepare(batch.events))
-        self._quarantine(batch)
-        redone = self._settle_in_flight()
+        self._pipeline.submit(batch)  # prepared while the batch ahead is still being written
+        self._settle_in_flight()
         if self._rolled_back:
-            return  # this batch was read past what Redis holds now: it is read again after the replay
-        if redone:
-            # The previous batch needed a retry: what this one was prepared on may be stale.
-            self._writer.forget(batch.events.customers)
-            batch.prepared = self._retry("redis", lambda: self._writer.prepare(batch.events))
-            self._quarantine(batch)
-        batch.written = self._executor.submit(self._timed_execute, batch)
-        self._in_flight = batch
+            self._pipeline.discard()  # read past what Redis holds now: read again after the replay
+            return
+        self._pipeline.send()
 
-    def _timed_execute(self, batch: _Batch) -> list[str | None]:
-        assert batch.prepared is not None
-        started = time.perf_counter()
-        written = self._writer.execute(batch.prepared)
-        batch.acked_at = time.time()
-        self.metrics.redis_write_seconds.observe(time.perf_counter() - started)
-        return written
-
-    def _decode(self, records: list[Message]) -> _Batch:
+    def _decode(self, records: list[Message]) -> WriteBatch:
         """Decode a batch (Rust fast path, Python for the rest); invalid records become letters."""
         events, invalid = decode_batch(
             records, now=self._clock(), max_future_skew_seconds=self.config.engine.max_future_skew_seconds
         )
         letters = [DeadLetter(records[index], exc.reason, exc.message) for index, exc in invalid]
-        return _Batch(records, events, letters, time.perf_counter())
+        return WriteBatch(records, events, letters, time.perf_counter())
 
-    def _settle_in_flight(self) -> bool:
-        """Finish the batch in flight: outcomes, retries, dead letters, commit.
-
-        Returns True when its write had to be redone (cached states were dropped meanwhile).
-        """
-        batch, self._in_flight = self._in_flight, None
-        if batch is None or batch.prepared is None or batch.written is None:
-            return False
-        redone = False
-        try:
-            conflicted = self._writer.settle(batch.events, batch.prepared, batch.written.result())
-        except redis.RedisError as exc:
-            if not is_transient(exc):
-                raise
-            self.metrics.retries.labels("redis").inc()
-            log.warning("redis write failed, redoing the batch: %s", exc)
-            conflicted = batch.events.customers
-            self._writer.forget(conflicted)
-        if conflicted:
-            # A refused compare-and-set is another writer (a rebalance) or Redis gone back in
-            # time (a restart from an older file, a failover, a wipe): redoing the write on a
-            # rolled-back state would put this batch before events Redis lost. Check first.
-            if self._resume.rolled_back():
-                self._rolled_back = True
-                return True
-            self._retry("redis", lambda: self._writer.apply(batch.events, conflicted))
-            self._quarantine(batch)
-            batch.acked_at = time.time()
-            redone = True
+    def _settle_in_flight(self) -> None:
+        """Finish the batch in flight: its writes (pipeline), dead letters, watermarks, commit."""
+        settled = self._pipeline.settle()
+        if settled is None:
+            return
+        if settled.rolled_back:
+            self._rolled_back = True
+            return
+        batch = settled.batch
         counts, total = batch.events.delays(int(batch.acked_at * 1000), list(FRESHNESS_BUCKETS))
         observe_many(self.metrics.end_to_end_delay, counts, total)
         letters = batch.letters
@@ -402,7 +358,7 @@ class FeatureConsumer:
             self.stats.dead_letters += len(letters)
         if not self._resume.advance(batch.events.next_offsets, newest_event_time=self._newest_event_time):
             self._rolled_back = True  # Redis lost writes it had acknowledged: replay, commit nothing
-            return True
+            return
         self._commit(batch.events.next_offsets)
         self.progress.settled = time.monotonic()
         self.stats.records += batch.events.records
@@ -410,7 +366,6 @@ class FeatureConsumer:
         self.metrics.batch_size.observe(batch.events.records)
         self.metrics.batch_seconds.observe(time.perf_counter() - batch.started)
         self.metrics.last_batch_time.set(time.time())
-        return redone
 
     def _check_idle_rollback(self) -> None:
         """With no traffic nothing is written, so nothing would notice Redis going back in time:
@@ -436,30 +391,13 @@ class FeatureConsumer:
         self.metrics.redis_used_memory.set(sum(float(n.get("used_memory", 0)) for n in nodes))
         self.metrics.redis_maxmemory.set(sum(float(n.get("maxmemory", 0)) for n in nodes))
 
-    def _quarantine(self, batch: _Batch) -> None:
-        """Records of customers whose stored state is unreadable become dead letters
-        (``state_unreadable``); their customers stay as they are until repaired (README)."""
-        for customer, reason in self._writer.take_unreadable().items():
-            indexes = [i for i in batch.events.records_of(customer) if i not in batch.quarantined]
-            log.warning(
-                "customer %r quarantined: stored state unreadable (%s); %d record(s) dead-lettered until "
-                "`stream-features repair` rebuilds it",
-                customer,
-                reason,
-                len(indexes),
-            )
-            self.metrics.quarantined.inc(len(indexes))
-            for index in indexes:
-                batch.quarantined.add(index)
-                batch.letters.append(DeadLetter(batch.records[index], "state_unreadable", reason))
-
     def _rewind(self) -> None:
         """Replay every owned partition from what Redis holds now (see resume.py)."""
         assert self._consumer is not None
         self._rolled_back = False
         self._resume.rewind(self._consumer)
 
-    def _count(self, batch: _Batch) -> None:
+    def _count(self, batch: WriteBatch) -> None:
         """Metrics and stats of a settled batch; too_late events join its dead letters."""
         counts, too_late = batch.events.outcomes()
         for index in too_late:
