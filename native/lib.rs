@@ -430,5 +430,34 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<Prepared>()?;
     module.add_function(wrap_pyfunction!(decode_records, module)?)?;
     module.add_function(wrap_pyfunction!(empty_batch, module)?)?;
+    // The contract's vocabulary and limits as this core has them: tests hold them equal to
+    // Python's (core/customer_state.py Outcome, core/limits.py).
+    let py = module.py();
+    let codes = PyDict::new(py);
+    for (name, code) in [
+        ("applied", APPLIED),
+        ("duplicate", DUPLICATE),
+        ("too_late", TOO_LATE),
+        ("redelivered", ALREADY_APPLIED),
+        ("redelivered_too_late", ALREADY_REJECTED),
+    ] {
+        codes.set_item(name, char::from(code).to_string())?;
+    }
+    module.add("OUTCOME_CODES", codes)?;
+    let limits = PyDict::new(py);
+    limits.set_item("MAX_MESSAGE_BYTES", wire::MAX_MESSAGE_BYTES)?;
+    limits.set_item("MAX_CUSTOMER_ID_BYTES", wire::MAX_CUSTOMER_ID_BYTES)?;
+    limits.set_item("MAX_EVENT_ID_CHARS", wire::MAX_EVENT_ID_CHARS)?;
+    limits.set_item("MAX_DEVICE_CHARS", wire::MAX_DEVICE_CHARS)?;
+    limits.set_item("MAX_NUMERIC_VALUE", wire::MAX_NUMERIC_VALUE)?;
+    limits.set_item("MIN_UNIX_SECONDS", wire::MIN_UNIX_SECONDS)?;
+    limits.set_item("MAX_UNIX_SECONDS", wire::MAX_UNIX_SECONDS)?;
+    limits.set_item("UNKNOWN_DEVICE", wire::UNKNOWN_DEVICE)?;
+    limits.set_item("OTHER_DEVICE", state::OTHER_DEVICE)?;
+    limits.set_item("EVENT_TYPES", wire::KIND_NAMES.to_vec())?;
+    limits.set_item("PRUNE_INTERVAL_SECONDS", state::PRUNE_INTERVAL_SECONDS)?;
+    limits.set_item("IDS_SWEEP_MINIMUM", state::IDS_SWEEP_MINIMUM)?;
+    limits.set_item("STORED_FORMAT_VERSION", store::STORED_FORMAT_VERSION)?;
+    module.add("LIMITS", limits)?;
     Ok(())
 }

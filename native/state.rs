@@ -8,7 +8,7 @@ use compact_str::CompactString;
 use crate::tiles::{tile_of, Tile};
 use crate::wire::{Event, CART, PROFILE, PURCHASE, SESSION};
 
-const PRUNE_INTERVAL_SECONDS: f64 = 86_400.0;
+pub const PRUNE_INTERVAL_SECONDS: f64 = 86_400.0;
 pub const IDS_SWEEP_MINIMUM: usize = 32;
 /// Sessions of a device first seen in a tile that already has `max_devices_per_tile` devices.
 pub const OTHER_DEVICE: &str = "other";

@@ -14,11 +14,12 @@ use serde::Deserialize;
 use crate::timestamp::parse_rfc3339;
 
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
-const MAX_CUSTOMER_ID_BYTES: usize = 256;
-const MAX_EVENT_ID_CHARS: usize = 128;
-const MAX_DEVICE_CHARS: usize = 64;
-const MAX_NUMERIC_VALUE: f64 = 1e15;
-const MAX_UNIX_SECONDS: f64 = 253_402_300_799.0;
+pub const MAX_CUSTOMER_ID_BYTES: usize = 256;
+pub const MAX_EVENT_ID_CHARS: usize = 128;
+pub const MAX_DEVICE_CHARS: usize = 64;
+pub const MAX_NUMERIC_VALUE: f64 = 1e15;
+pub const MIN_UNIX_SECONDS: f64 = 0.0;
+pub const MAX_UNIX_SECONDS: f64 = 253_402_300_799.0;
 pub const UNKNOWN_DEVICE: &str = "unknown";
 
 pub const PURCHASE: u8 = 0;
@@ -248,7 +249,7 @@ pub fn decode(data: &[u8], now: f64, max_future_skew_seconds: f64) -> Option<Eve
         _ => return None,
     };
     let ts = timestamp(&raw.timestamp)?;
-    if !(0.0..=MAX_UNIX_SECONDS).contains(&ts) || ts > now + max_future_skew_seconds {
+    if !(MIN_UNIX_SECONDS..=MAX_UNIX_SECONDS).contains(&ts) || ts > now + max_future_skew_seconds {
         return None;
     }
     let event_id = match raw.event_id {

@@ -72,3 +72,6 @@ class Core:
 
 def decode_records(records: list[Any], now: float, max_future_skew_seconds: float) -> Batch: ...
 def empty_batch(partitions: list[int], offsets: list[int]) -> Batch: ...
+
+OUTCOME_CODES: dict[str, str]
+LIMITS: dict[str, Any]

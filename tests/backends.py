@@ -13,8 +13,6 @@ from stream_features.ingest.decode import PendingEvent, apply_events
 from stream_features.query.reader import FeatureReader
 from stream_features.store.writer import StateWriter
 
-CODE_OF = {Outcome.APPLIED: "a", Outcome.DUPLICATE: "d"}
-
 
 class Backend(Protocol):
     def apply(self, events: Sequence[Event]) -> list[str]: ...
@@ -30,10 +28,10 @@ class MemoryBackend:
         codes = []
         for event in events:
             try:
-                codes.append(CODE_OF[self.engine.apply(event)])
+                codes.append(self.engine.apply(event).code)
             except InvalidEvent as exc:
-                assert exc.reason == "too_late"
-                codes.append("l")
+                assert exc.reason == Outcome.TOO_LATE.value
+                codes.append(Outcome.TOO_LATE.code)
         return codes
 
     def features(self, customer_id: str, days: int, as_of: float) -> dict[str, Any]:

@@ -154,3 +154,16 @@ def test_missing_value_and_oversized_messages_go_to_python() -> None:
     batch, invalid = decode_batch(records, now=NOW, max_future_skew_seconds=SKEW)
     assert batch.fallback() == [0, 1]
     assert [(index, error.reason) for index, error in invalid] == [(0, "malformed_json"), (1, "too_large")]
+
+
+def test_the_rust_core_speaks_the_same_vocabulary_and_limits_as_python() -> None:
+    """One vocabulary across the two languages: outcome letters and the contract's limits."""
+    from stream_features import Outcome, _native
+    from stream_features.core import limits
+
+    assert _native.OUTCOME_CODES == {outcome.value: outcome.code for outcome in Outcome}
+    assert {Outcome.of_code(code) for code in _native.OUTCOME_CODES.values()} == set(Outcome)
+    python_limits = {name: getattr(limits, name) for name in dir(limits) if name.isupper()}
+    rust_limits = dict(_native.LIMITS)
+    rust_limits["EVENT_TYPES"] = tuple(rust_limits["EVENT_TYPES"])
+    assert rust_limits == python_limits

@@ -6,10 +6,12 @@ from __future__ import annotations
 import pytest
 import redis
 
-from stream_features import EngineSettings, decode_event
+from stream_features import EngineSettings, Outcome, decode_event
 from stream_features.ingest.decode import PendingEvent, apply_events
 from stream_features.query.reader import FeatureReader
-from stream_features.store.writer import APPLIED, StateWriter
+from stream_features.store.writer import StateWriter
+
+APPLIED = Outcome.APPLIED.code
 
 pytestmark = pytest.mark.integration
 

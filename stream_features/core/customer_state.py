@@ -25,18 +25,41 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from ..errors import InvalidEvent
 from .events import CartEvent, Event, ProfileEvent, PurchaseEvent, SessionEvent, SupportEvent
+from .limits import IDS_SWEEP_MINIMUM, PRUNE_INTERVAL_SECONDS
 from .settings import EngineSettings
 from .tiles import TileAggregate, tile_of
 
-PRUNE_INTERVAL_SECONDS = 86400.0
-IDS_SWEEP_MINIMUM = 32
-
 
 class Outcome(Enum):
+    """What the rules did with one event: one vocabulary for this module, the writer and the Rust
+    core, which records one letter per event (``code``; ``_native.OUTCOME_CODES``, held equal
+    by ``tests/test_native.py``). The last two only arise when a batch is delivered again."""
+
     APPLIED = "applied"
     DUPLICATE = "duplicate"
+    TOO_LATE = "too_late"  # older than the customer's retention: invalid (SPEC §3), dead-lettered
+    REDELIVERED = "redelivered"  # applied by an earlier delivery of the same record: skipped
+    REDELIVERED_TOO_LATE = "redelivered_too_late"  # judged too_late by an earlier delivery
+
+    @property
+    def code(self) -> str:
+        return _CODES[self]
+
+    @classmethod
+    def of_code(cls, code: str) -> Outcome:
+        return _OUTCOME_OF_CODE[code]
+
+
+_CODES = {
+    Outcome.APPLIED: "a",
+    Outcome.DUPLICATE: "d",
+    Outcome.TOO_LATE: "l",
+    Outcome.REDELIVERED: "s",
+    Outcome.REDELIVERED_TOO_LATE: "L",
+}
+_OUTCOME_OF_CODE = {code: outcome for outcome, code in _CODES.items()}
+TOO_LATE_MESSAGE = "event is older than the customer's retention"  # the dead letter's message
 
 
 class Cap(Enum):
@@ -60,7 +83,7 @@ class CustomerState:
     cap_hits: dict[Cap, int] = field(default_factory=dict)
 
     def apply(self, event: Event, settings: EngineSettings) -> Outcome:
-        """Apply one valid event in stream order. Raises ``InvalidEvent('too_late')``.
+        """Apply one valid event in stream order: APPLIED, DUPLICATE or TOO_LATE (nothing changed).
 
         Runs once per event in the in-memory engine: attribute reads are kept in locals.
         """
@@ -68,7 +91,7 @@ class CustomerState:
         tile_index = tile_of(timestamp, settings.tile_seconds)
         newest_tile = self.newest_tile
         if newest_tile is not None and tile_index <= newest_tile - settings.retention_tiles:
-            raise InvalidEvent("too_late", "event is older than the customer's retention", event)
+            return Outcome.TOO_LATE
         event_id = event.event_id
         if event_id is not None:
             seen_at = self.seen_event_ids.get(event_id)

@@ -13,17 +13,19 @@ from typing import Annotated, Any, ClassVar, Final, Literal
 import msgspec
 
 from ..errors import InvalidEvent, ReasonCode
+from .limits import (
+    EVENT_TYPES,
+    MAX_CUSTOMER_ID_BYTES,
+    MAX_DEVICE_CHARS,
+    MAX_EVENT_ID_CHARS,
+    MAX_MESSAGE_BYTES,
+    MAX_NUMERIC_VALUE,
+    MAX_UNIX_SECONDS,
+    MIN_UNIX_SECONDS,
+    UNKNOWN_DEVICE,
+)
 from .metadata import sanitize_attributes
-from .timeparse import MAX_UNIX_SECONDS, MIN_UNIX_SECONDS, datetime_to_unix, parse_timestamp
-
-MAX_MESSAGE_BYTES: Final = 64 * 1024
-MAX_CUSTOMER_ID_BYTES: Final = 256
-MAX_EVENT_ID_CHARS: Final = 128
-MAX_DEVICE_CHARS: Final = 64
-# Values above this are rejected as too_large: they are unit mistakes, not purchases.
-MAX_NUMERIC_VALUE: Final = 1e15
-UNKNOWN_DEVICE: Final = "unknown"
-EVENT_TYPES: Final = ("purchase", "session", "cart", "support", "profile")
+from .timeparse import datetime_to_unix, parse_timestamp
 
 
 class _EventBase(msgspec.Struct, frozen=True, kw_only=True):

@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from ..errors import InvalidEvent
-from .customer_state import CustomerState, Outcome
+from .customer_state import TOO_LATE_MESSAGE, CustomerState, Outcome
 from .events import Event, validate_event
 from .features import cohort_summary, daily_activity, flat_features, primary_device, summarize, tradeoff_indicators
 from .features import window_features as _window_features
@@ -61,14 +61,15 @@ class CustomerActivityFeatures:
         return self.apply(typed)
 
     def apply(self, event: Event) -> Outcome:
-        """Apply an already validated event (``too_late`` is still judged here)."""
+        """Apply an already validated event. ``too_late`` is judged here, and raised as the
+        invalid event it is (SPEC §3): APPLIED or DUPLICATE otherwise."""
         state = self._customers.get(event.customer_id)
-        if state is None:
-            state = CustomerState()
-            outcome = state.apply(event, self.settings)  # raises before the customer exists
-            self._customers[event.customer_id] = state
-            return outcome
-        return state.apply(event, self.settings)
+        if state is None:  # a new customer has no retention to be older than
+            state = self._customers[event.customer_id] = CustomerState()
+        outcome = state.apply(event, self.settings)
+        if outcome is Outcome.TOO_LATE:
+            raise InvalidEvent("too_late", TOO_LATE_MESSAGE, event)
+        return outcome
 
     def _try_ingest(self, event: dict[str, Any], timestamp: TimestampInput | None) -> bool:
         try:

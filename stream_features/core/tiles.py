@@ -10,8 +10,9 @@ import math
 import struct
 from dataclasses import dataclass, field
 
+from .limits import OTHER_DEVICE
+
 # Scalar fields in their fixed serialisation order (bit i of the stored mask); zeros are left out.
-OTHER_DEVICE = "other"  # the bucket of devices past a tile's cap (EngineSettings.max_devices_per_tile)
 SCALAR_FIELDS = ("n", "pc", "ps", "pt", "sc", "sd", "cc", "ca", "cav", "tc", "rs", "rn", "te")
 
 

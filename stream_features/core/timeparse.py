@@ -9,12 +9,10 @@ from datetime import UTC, datetime
 import msgspec
 
 from ..errors import InvalidQuery
+from .limits import MAX_UNIX_SECONDS, MIN_UNIX_SECONDS
 
 TimestampInput = datetime | str | int | float
 
-# Unix seconds outside [1970, 9999] are almost certainly unit mistakes (ms, µs) or garbage.
-MIN_UNIX_SECONDS = 0.0
-MAX_UNIX_SECONDS = 253402300799.0  # 9999-12-31T23:59:59Z
 # A query may look far back (features before 1970 are simply empty); from year 100 on, so that a
 # window's days before it still have dates.
 MIN_AS_OF_SECONDS = -59011459200.0  # 0100-01-01T00:00:00Z

@@ -37,6 +37,7 @@ import redis
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicCollection, TopicPartition
 
 from ..config import ServiceConfig, redis_client
+from ..core.customer_state import TOO_LATE_MESSAGE, Outcome
 from ..errors import ConfigurationError, ServiceUnavailable
 from ..metrics import FRESHNESS_BUCKETS, ConsumerMetrics, observe_many
 from ..store.transient import is_transient
@@ -401,9 +402,7 @@ class FeatureConsumer:
         """Metrics and stats of a settled batch; too_late events join its dead letters."""
         counts, too_late = batch.events.outcomes()
         for index in too_late:
-            batch.letters.append(
-                DeadLetter(batch.records[index], "too_late", "event is older than the customer's retention")
-            )
+            batch.letters.append(DeadLetter(batch.records[index], Outcome.TOO_LATE.value, TOO_LATE_MESSAGE))
         for (kind, outcome), count in counts.items():  # one metric update per label, not per event
             self.metrics.events.labels(kind, outcome).inc(count)
             if outcome == "applied":

@@ -22,7 +22,8 @@ from pydantic import (
     create_model,
 )
 
-from ..core.timeparse import MAX_UNIX_SECONDS, MIN_AS_OF_SECONDS
+from ..core.limits import MAX_UNIX_SECONDS
+from ..core.timeparse import MIN_AS_OF_SECONDS
 
 # What the HTTP API accepts as a time, exactly as the OpenAPI document says: an RFC 3339
 # date-time from year 1, or Unix seconds as digits (query) or a number (body). Python callers

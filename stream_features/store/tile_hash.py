@@ -8,6 +8,7 @@ from typing import Any, Final
 
 import msgspec
 
+from ..core import limits
 from ..core.tiles import TileAggregate, decode_tile
 from ..errors import StateUnreadable
 from .hash_fields import decode_attribute
@@ -15,7 +16,7 @@ from .keys import ATTRIBUTE_FIELD_PREFIX, TILE_FIELD_PREFIX
 
 FORMAT_VERSION_FIELD: Final = b"fv"
 # The layout this release reads and writes; a hash without ``fv`` is in it (native/store.rs).
-STORED_FORMAT_VERSION: Final = b"1"
+STORED_FORMAT_VERSION: Final = limits.STORED_FORMAT_VERSION.encode()
 
 
 def decode_customer_hash(

@@ -33,9 +33,6 @@ from ..core.settings import EngineSettings
 from .keys import DEFAULT_PREFIX
 from .transient import is_transient
 
-# Outcome codes, one per event: applied, duplicate, too_late, already applied earlier
-# (redelivery), already applied earlier and was too_late.
-APPLIED, DUPLICATE, TOO_LATE, ALREADY_APPLIED, ALREADY_REJECTED = "a", "d", "l", "s", "L"
 MAX_CAS_ROUNDS = 20
 LOADS_PER_TRIP = 1000
 
