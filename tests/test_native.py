@@ -161,7 +161,7 @@ def test_the_rust_core_speaks_the_same_vocabulary_and_limits_as_python() -> None
     from stream_features import Outcome, _native
     from stream_features.core import limits
 
-    assert _native.OUTCOME_CODES == {outcome.value: outcome.code for outcome in Outcome}
+    assert {outcome.value: outcome.code for outcome in Outcome} == _native.OUTCOME_CODES
     assert {Outcome.of_code(code) for code in _native.OUTCOME_CODES.values()} == set(Outcome)
     python_limits = {name: getattr(limits, name) for name in dir(limits) if name.isupper()}
     rust_limits = dict(_native.LIMITS)
