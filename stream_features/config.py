@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from . import redaction
 from .core.settings import EngineSettings, Thresholds
 from .errors import ConfigurationError
+from .store.keys import DEFAULT_PREFIX, DEFAULT_TOPIC
 
 KAFKA_OPTION_ENV_PREFIX = "STREAM_FEATURES_KAFKA_"
 _SECRET_WORDS = ("password", "secret", "key", "token")
@@ -18,7 +19,7 @@ _SECRET_WORDS = ("password", "secret", "key", "token")
 @dataclass(frozen=True, slots=True)
 class ServiceConfig:
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
-    topic: str = "customer-events"
+    topic: str = DEFAULT_TOPIC
     group_id: str = "stream-features"
     # Extra librdkafka settings (SASL/SSL, timeouts...), passed through as given.
     kafka_options: Mapping[str, str] = field(default_factory=dict)
@@ -29,7 +30,7 @@ class ServiceConfig:
     redis_tls_ca_file: str | None = None
     redis_tls_cert_file: str | None = None
     redis_tls_key_file: str | None = None
-    key_prefix: str = "sf"
+    key_prefix: str = DEFAULT_PREFIX
     batch_size: int = 150_000
     batch_max_bytes: int = 64 * 1024 * 1024  # of message values: big messages close a batch sooner
     batch_timeout_seconds: float = 0.25
@@ -51,29 +52,20 @@ class ServiceConfig:
         return f"{self.topic}.dlq"
 
     def describe(self) -> dict[str, Any]:
-        """Settings for logs, with secrets masked."""
-        options = {k: ("***" if _is_secret(k) else v) for k, v in self.kafka_options.items()}
-        return {
-            "kafka_bootstrap_servers": self.kafka_bootstrap_servers,
-            "topic": self.topic,
-            "group_id": self.group_id,
-            "kafka_options": options,
-            "redis_url": _mask_url(self.redis_url),
-            "redis_cluster": self.redis_cluster,
-            "redis_tls_ca_file": self.redis_tls_ca_file,
-            "redis_tls_cert_file": self.redis_tls_cert_file,
-            "redis_tls_key_file": self.redis_tls_key_file,
-            "api_tokens_file": self.api_tokens_file,
-            "protect_metrics": self.protect_metrics,
-            "key_prefix": self.key_prefix,
-            "batch_size": self.batch_size,
-            "batch_max_bytes": self.batch_max_bytes,
-            "tile_seconds": self.engine.tile_seconds,
-            "retention_days": self.engine.retention_days,
-            "max_attributes": self.engine.max_attributes,
-            "max_devices_per_tile": self.engine.max_devices_per_tile,
-            "max_event_ids": self.engine.max_event_ids,
-        }
+        """Every setting, for logs and the start-up line, with secrets masked: generated from
+        the fields, so a new setting is never left out."""
+        shown: dict[str, Any] = {}
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if item.name == "kafka_options":
+                value = {k: ("***" if _is_secret(k) else v) for k, v in value.items()}
+            elif item.name == "redis_url":
+                value = _mask_url(value)
+            elif item.name == "engine":
+                value = {f.name: getattr(value, f.name) for f in fields(value) if f.init and f.name != "thresholds"}
+                value["thresholds"] = asdict(self.engine.thresholds)
+            shown[item.name] = value
+        return shown
 
     def to_env(self) -> dict[str, str]:
         """The environment that ``config_from_env`` reads back into these settings (for worker
@@ -175,10 +167,12 @@ def engine_settings_from_env(env: Mapping[str, str]) -> EngineSettings:
             raise ConfigurationError("STREAM_FEATURES_THRESHOLDS must be a JSON object")
         thresholds = Thresholds.from_mapping(values)
     return EngineSettings(
-        tile_seconds=_int(env, "STREAM_FEATURES_TILE_SECONDS", 3600),
-        retention_days=_int(env, "STREAM_FEATURES_RETENTION_DAYS", 400),
-        max_future_skew_seconds=_float(env, "STREAM_FEATURES_MAX_FUTURE_SKEW_SECONDS", 86400.0),
-        dedup_horizon_seconds=_float(env, "STREAM_FEATURES_DEDUP_HORIZON_SECONDS", 7 * 86400.0),
+        tile_seconds=_int(env, "STREAM_FEATURES_TILE_SECONDS", defaults.tile_seconds),
+        retention_days=_int(env, "STREAM_FEATURES_RETENTION_DAYS", defaults.retention_days),
+        max_future_skew_seconds=_float(
+            env, "STREAM_FEATURES_MAX_FUTURE_SKEW_SECONDS", defaults.max_future_skew_seconds
+        ),
+        dedup_horizon_seconds=_float(env, "STREAM_FEATURES_DEDUP_HORIZON_SECONDS", defaults.dedup_horizon_seconds),
         max_attributes=_int(env, "STREAM_FEATURES_MAX_ATTRIBUTES", defaults.max_attributes),
         max_devices_per_tile=_int(env, "STREAM_FEATURES_MAX_DEVICES_PER_TILE", defaults.max_devices_per_tile),
         max_event_ids=_int(env, "STREAM_FEATURES_MAX_EVENT_IDS", defaults.max_event_ids),
@@ -210,6 +204,7 @@ def config_from_env(env: Mapping[str, str] | None = None) -> ServiceConfig:
         key_prefix=env.get("STREAM_FEATURES_KEY_PREFIX", defaults.key_prefix),
         batch_size=_int(env, "STREAM_FEATURES_BATCH_SIZE", defaults.batch_size),
         batch_max_bytes=_int(env, "STREAM_FEATURES_BATCH_MAX_BYTES", defaults.batch_max_bytes),
+        batch_timeout_seconds=_float(env, "STREAM_FEATURES_BATCH_TIMEOUT_SECONDS", defaults.batch_timeout_seconds),
         commit_interval_seconds=_float(
             env, "STREAM_FEATURES_COMMIT_INTERVAL_SECONDS", defaults.commit_interval_seconds
         ),
@@ -224,3 +219,10 @@ def redis_client(config: ServiceConfig, **kwargs: Any) -> Any:
     from .store.clients import sync_client
 
     return sync_client(config.redis_url, cluster=config.redis_cluster, **config.redis_options(), **kwargs)
+
+
+def async_redis_client(config: ServiceConfig, **kwargs: Any) -> Any:
+    """The same for ``redis.asyncio`` (the HTTP API)."""
+    from .store.clients import async_client
+
+    return async_client(config.redis_url, cluster=config.redis_cluster, **config.redis_options(), **kwargs)

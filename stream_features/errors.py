@@ -65,3 +65,13 @@ class ConfigurationError(StreamFeaturesError):
 
 class ServiceUnavailable(StreamFeaturesError):
     """Kafka or Redis could not be reached within the allowed retries."""
+
+
+class Stopped(StreamFeaturesError):
+    """A stop was requested while a batch was unfinished (a retry loop, unacknowledged dead
+    letters): the batch is left uncommitted and will be delivered again."""
+
+
+class WriteConflict(StreamFeaturesError):
+    """A customer kept changing under the writer for ``MAX_CAS_ROUNDS`` rounds in a row (two
+    writers fighting over it)."""

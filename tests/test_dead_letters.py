@@ -7,6 +7,7 @@ import time
 import pytest
 from confluent_kafka import Message, Producer
 
+from stream_features.errors import Stopped
 from stream_features.ingest.dead_letters import DeadLetter, DeadLetterProducer
 
 
@@ -17,6 +18,6 @@ def test_unacknowledged_dead_letters_are_never_taken_as_delivered() -> None:
     letters = DeadLetterProducer(producer, "events.dlq")
     source = Message(topic="events", partition=0, offset=7, key=b"c", value=b"{")
     started = time.monotonic()
-    with pytest.raises(InterruptedError):
+    with pytest.raises(Stopped):
         letters.send_all([DeadLetter(source, "malformed_json", "not JSON")], should_stop=lambda: True)
     assert time.monotonic() - started < 20

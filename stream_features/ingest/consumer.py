@@ -38,7 +38,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from ..config import ServiceConfig, redis_client
 from ..core.customer_state import TOO_LATE_MESSAGE, Outcome
-from ..errors import ConfigurationError, ServiceUnavailable
+from ..errors import ConfigurationError, ServiceUnavailable, Stopped
 from ..metrics import FRESHNESS_BUCKETS, ConsumerMetrics, observe_many
 from ..store.transient import is_transient
 from ..store.watermarks import Watermarks
@@ -63,10 +63,6 @@ IDLE_ROLLBACK_CHECK_SECONDS = 5.0
 # states make the heap large; at the default threshold (700) collections cost ~30% of the main
 # thread. A high young-generation threshold keeps cycle collection but makes it rare.
 THROUGHPUT_GC_THRESHOLDS = (50_000, 50, 1000)
-
-
-class Stopped(Exception):
-    """Raised inside a retry loop when a stop was requested: leave without committing."""
 
 
 @dataclass
@@ -252,7 +248,7 @@ class FeatureConsumer:
                 if max_batches is not None and self.stats.batches >= max_batches:
                     break
             self._settle_in_flight()
-        except (Stopped, InterruptedError):
+        except Stopped:
             log.info("stopped during a batch; its offsets stay uncommitted and will be redelivered")
         finally:
             gc.set_threshold(*previous_gc)

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, Message, Producer
 
+from ..errors import Stopped
+
 log = logging.getLogger(__name__)
 
 
@@ -38,12 +40,12 @@ class DeadLetterProducer:
             # (each one lands in `failed` or is an ack) before judging the round.
             while self._producer.flush(5) > 0:
                 if should_stop():
-                    raise InterruptedError("stopped while dead letters were unacknowledged")
+                    raise Stopped("stopped while dead letters were unacknowledged")
                 log.warning("dead letters still unacknowledged; waiting for the broker")
             if not failed:
                 return
             if should_stop():
-                raise InterruptedError("stopped while dead letters were undelivered")
+                raise Stopped("stopped while dead letters were undelivered")
             log.warning("%d dead letters not delivered; retrying in %.1fs", len(failed), delay)
             time.sleep(delay)
             delay = min(delay * 2, 5.0)

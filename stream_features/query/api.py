@@ -18,10 +18,9 @@ from prometheus_client import generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import redaction
-from ..config import ServiceConfig
+from ..config import ServiceConfig, async_redis_client
 from ..errors import CohortTooLarge, InvalidQuery, StateUnreadable
 from ..metrics import ApiMetrics
-from ..store.clients import async_client
 from . import api_models as models
 from .api_auth import BearerAuth, declare_security, open_paths, read_tokens
 from .api_models import (
@@ -73,13 +72,7 @@ def create_app(
     clock: Callable[[], float] = time.time,
 ) -> FastAPI:
     """Build the app. ``redis_client`` (redis.asyncio) defaults to one from ``config.redis_url``."""
-    client = redis_client or async_client(
-        config.redis_url,
-        cluster=config.redis_cluster,
-        socket_timeout=2,
-        socket_connect_timeout=2,
-        **config.redis_options(),
-    )
+    client = redis_client or async_redis_client(config, socket_timeout=2, socket_connect_timeout=2)
     reader = AsyncFeatureReader(client, config.engine, prefix=config.key_prefix, clock=clock)
     metrics = ApiMetrics.create()
 

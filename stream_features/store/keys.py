@@ -17,6 +17,8 @@ from __future__ import annotations
 from typing import Final
 
 DEFAULT_PREFIX: Final = "sf"
+# The events topic: customers' bookkeeping records offsets per "<topic>:<partition>".
+DEFAULT_TOPIC: Final = "customer-events"
 _ESCAPES = str.maketrans({"%": "%25", "{": "%7B", "}": "%7D"})
 
 

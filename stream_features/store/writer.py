@@ -30,15 +30,12 @@ from redis.exceptions import NoScriptError
 
 from .._native import Batch, Core, Prepared
 from ..core.settings import EngineSettings
-from .keys import DEFAULT_PREFIX
+from ..errors import WriteConflict
+from .keys import DEFAULT_PREFIX, DEFAULT_TOPIC
 from .transient import is_transient
 
 MAX_CAS_ROUNDS = 20
 LOADS_PER_TRIP = 1000
-
-
-class WriteConflict(RuntimeError):
-    """A customer kept changing under us for MAX_CAS_ROUNDS rounds."""
 
 
 def load_script_source() -> str:
@@ -60,7 +57,7 @@ class StateWriter:
         client: redis.Redis | RedisCluster,
         settings: EngineSettings,
         *,
-        topic: str = "events",
+        topic: str = DEFAULT_TOPIC,
         prefix: str = DEFAULT_PREFIX,
         key_ttl_seconds: int | None = None,
         customers_per_call: int = 64,

@@ -1,0 +1,45 @@
+"""Configuration from one source: defaults come from the settings classes, every field is
+described, and the environment written for worker processes reads back to the same settings."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+from stream_features.config import ServiceConfig, config_from_env
+from stream_features.core.settings import EngineSettings
+from stream_features.store.keys import DEFAULT_PREFIX, DEFAULT_TOPIC
+from stream_features.store.writer import StateWriter
+
+
+def test_an_empty_environment_gives_the_classes_defaults() -> None:
+    assert config_from_env({}) == ServiceConfig()
+    assert config_from_env({}).engine == EngineSettings()
+
+
+def test_describe_shows_every_setting() -> None:
+    described = ServiceConfig().describe()
+    assert set(described) == {item.name for item in fields(ServiceConfig)}
+    assert set(described["engine"]) == {item.name for item in fields(EngineSettings) if item.init}
+
+
+def test_the_environment_for_workers_reads_back_to_the_same_settings() -> None:
+    config = ServiceConfig(
+        kafka_bootstrap_servers="127.0.0.1:19092",
+        topic="orders",
+        group_id="g",
+        kafka_options={"security.protocol": "SASL_SSL"},
+        redis_url="rediss://user:secret-pass@127.0.0.1:6380/1",
+        redis_tls_ca_file="/ca.pem",
+        key_prefix="p",
+        api_tokens_file="/tokens",
+        protect_metrics=True,
+    )
+    assert config_from_env(config.to_env()) == config
+
+
+def test_one_default_topic_and_prefix_for_the_service_and_the_writer() -> None:
+    import inspect
+
+    writer_defaults = inspect.signature(StateWriter.__init__).parameters
+    assert writer_defaults["topic"].default == ServiceConfig().topic == DEFAULT_TOPIC
+    assert writer_defaults["prefix"].default == ServiceConfig().key_prefix == DEFAULT_PREFIX
