@@ -1,5 +1,6 @@
 //! A customer's two Redis hashes ⇄ `CustomerState` plus the consumer's bookkeeping: the Rust
-//! twin of `stream_features/store/hash_fields.py` (layout documented there and in the README).
+//! twin of `stream_features/store/hash_fields.py`. The layout is specified once, in the README
+//! ("Redis key layout"); `tests/test_store_contract.py` pins its bytes.
 
 use rmpv::Value;
 

@@ -1,5 +1,6 @@
-//! Per-tile partial aggregates and their stored bytes (the twin of `stream_features/core/tiles.py`;
-//! the byte layout is written down there and pinned by tests on both sides).
+//! Per-tile partial aggregates and their stored bytes: the twin of `stream_features/core/tiles.py`.
+//! The byte layout is specified once, in the README ("Redis key layout"); golden-byte tests on
+//! both sides pin it.
 
 use crate::state::OTHER_DEVICE;
 

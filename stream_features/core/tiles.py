@@ -1,7 +1,7 @@
 """Per-tile partial aggregates: mergeable counts, sums and maxima, finished into features at read time.
 
 The binary form (``encode_tile``/``decode_tile``) is exactly what the Redis store keeps in one
-hash field per tile; readers decode it here. See README "Redis key layout".
+hash field per tile (README "Redis key layout"); readers decode it here.
 """
 
 from __future__ import annotations
@@ -90,12 +90,8 @@ _FLOAT_FIELDS = frozenset({"ps", "pt", "sd", "cav", "rs"})
 
 
 def encode_tile(tile: TileAggregate) -> bytes:
-    """The stored form (little-endian); the consumer's Rust core (``native/tiles.rs``) writes the
-    same bytes, and the store contract tests compare the two:
-
-    ``uint16`` mask of present fields (bit i = ``SCALARS[i]``; zeros left out, ``pt`` only with a
-    purchase), one ``float64`` per present field in that order, then per device in first-seen
-    order ``uint16`` name length, UTF-8 name, ``uint32`` session count.
+    """The stored bytes of a tile (README "Redis key layout", ``t:<tile>``); the consumer's Rust
+    core (``native/tiles.rs``) writes the same bytes, and the store contract tests compare the two.
 
     >>> t = TileAggregate(); t.add_purchase(19.99, 7200.5)
     >>> encode_tile(t).hex()

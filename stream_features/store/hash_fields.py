@@ -1,18 +1,8 @@
-"""A customer's two Redis hashes: the field layout, and the profile-attribute codec.
+"""A customer's two Redis hashes: their field names and the profile-attribute codec.
 
-Field layout (README "Redis key layout" is the written spec; tests pin the bytes). The
-consumer's writer (Rust, ``native/store.rs``) reads and writes all of it; readers only need
-the tiles hash.
-
-tiles hash ``<prefix>:{<id>}``
-  ``t:<tile>``      binary tile aggregates (``tiles.encode_tile``)
-  ``a:<attribute>`` ``<event time> <JSON value>`` (newest event time wins; ``encode_attribute``)
-bookkeeping hash ``<prefix>:{<id>}:x``
-  ``v``             write version, the compare-and-set guard (decimal)
-  ``m``             MessagePack map: ``nt`` newest tile, ``nts`` newest event time, ``np`` next
-                    housekeeping time, ``tt`` last TTL refresh (wall clock), ``o`` {"<topic>:<partition>":
-                    last applied offset}, ``j`` {"<topic>:<partition>": [recent too_late offsets]}
-  ``e:<event_id>``  event time of a remembered id (8-byte little-endian double)
+The layout is specified once, in the README ("Redis key layout"); ``tests/test_store_contract.py``
+pins its bytes. The consumer's writer (Rust, ``native/store.rs``) reads and writes all of it;
+readers only need the tiles hash (``tile_hash.py``).
 """
 
 from __future__ import annotations

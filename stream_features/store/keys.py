@@ -1,15 +1,9 @@
-"""The Redis key layout (README "Redis key layout" is the written spec; tests pin it).
+"""Redis key names. The layout (keys, fields, bytes) is specified once, in the README ("Redis
+key layout"); ``tests/test_store_contract.py`` pins its bytes and ``native/store.rs`` builds the
+same names.
 
-Per customer, in one hash slot (the ``{...}`` hash tag holds the escaped id):
-
-* ``<prefix>:{<id>}``   tiles hash, the only key a lookup reads:
-  ``t:<tile>`` → packed tile aggregates (``tiles.encode_tile``), ``a:<attribute>`` → ``<ts> <json>``.
-* ``<prefix>:{<id>}:x`` bookkeeping hash, written by the consumer only: ``v`` write version,
-  ``m`` newest tile/time, offsets and housekeeping (MessagePack), ``e:<event_id>`` event time of
-  a remembered id (fields in ``hash_fields``).
-
-Escaping: ``%``, ``{`` and ``}`` in the id become ``%25``, ``%7B``, ``%7D``, so the tag can never be
-cut short and two ids never map to one key; every other byte is kept as is.
+Escaping: ``%``, ``{`` and ``}`` in the id become ``%25``, ``%7B``, ``%7D``, so the ``{...}`` hash
+tag can never be cut short and two ids never map to one key; every other byte is kept as is.
 """
 
 from __future__ import annotations
