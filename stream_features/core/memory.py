@@ -23,9 +23,10 @@ from .events import Event, validate_event
 from .features import cohort_summary, daily_activity, flat_features, primary_device, summarize, tradeoff_indicators
 from .features import window_features as _window_features
 from .metadata import sanitize_attributes
+from .query import resolve
 from .settings import SECONDS_PER_DAY, EngineSettings, Thresholds
 from .timeparse import TimestampInput, parse_as_of, parse_timestamp
-from .windows import VisibleTiles, WindowTotals, validate_days, window_bounds
+from .windows import VisibleTiles, WindowTotals, window_bounds
 
 Clock = Callable[[], float]
 
@@ -185,7 +186,7 @@ class CustomerActivityFeatures:
         return self._customers.get(customer_id)
 
     def _resolve(self, days: object, as_of: object) -> tuple[int, float]:
-        return validate_days(days, self.settings), parse_as_of(as_of, now=self._clock())
+        return resolve(days, as_of, self.settings, now=self._clock())
 
     def _visible(self, customer_id: str) -> VisibleTiles:
         state = self._customers.get(customer_id) if isinstance(customer_id, str) else None
@@ -282,6 +283,7 @@ class CustomerActivityFeatures:
         self, customer_ids: Iterable[str], days: int | None = None, as_of: object = None
     ) -> dict[str, dict[str, Any]]:
         resolved_days, moment = self._resolve(days, as_of)
+        # No bound here: nothing is fetched (the readers' bound is about Redis round trips).
         return {cid: self._flat(cid, resolved_days, moment) for cid in dict.fromkeys(customer_ids)}
 
     def get_cohort_summary(

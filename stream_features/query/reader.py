@@ -10,16 +10,14 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ..core.features import TRADEOFF_FIELDS, cohort_summary, daily_activity, flat_features, summarize
+from ..core.features import cohort_summary, daily_activity, flat_features, summarize
+from ..core.query import distinct, resolve, resolve_rows, rows_from_tiles, tradeoff_of
 from ..core.settings import EngineSettings
-from ..core.timeparse import parse_as_of
-from ..core.windows import validate_days
-from ..errors import CohortTooLarge, StateUnreadable
+from ..errors import StateUnreadable
 from ..store.keys import DEFAULT_PREFIX, tiles_key
 from ..store.tile_hash import decode_customer_hash
 
 log = logging.getLogger(__name__)
-MAX_COHORT_SIZE = 10_000
 _COHORT_CHUNK = 500
 
 
@@ -40,7 +38,7 @@ class _ReaderBase:
         self._clock = clock
 
     def _resolve(self, days: object, as_of: object) -> tuple[int, float]:
-        return validate_days(days, self.settings), parse_as_of(as_of, now=self._clock())
+        return resolve(days, as_of, self.settings, now=self._clock())
 
     def _decoded(
         self, customer_ids: list[str], raws: list[dict[bytes, bytes]], days: int, as_of: float, *, cohort: bool
@@ -76,59 +74,55 @@ class FeatureReader(_ReaderBase):
             results.extend(pipe.execute())
         return results
 
-    def _records(
-        self, customer_ids: list[str], days: int, as_of: float, *, cohort: bool = False
+    def records(
+        self, customer_ids: Iterable[str], *, days: object = None, as_of: object = None, cohort: bool = True
     ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-        return self._decoded(customer_ids, self._fetch(customer_ids), days, as_of, cohort=cohort)
+        """(flat features, metadata) per distinct readable id, in first-seen order."""
+        resolved_days, moment = self._resolve(days, as_of)
+        unique = distinct(customer_ids)
+        return self._decoded(unique, self._fetch(unique), resolved_days, moment, cohort=cohort)
 
-    def get_features(self, customer_id: str, *, days: int | None = None, as_of: object = None) -> dict[str, Any]:
+    def get_features(self, customer_id: str, *, days: object = None, as_of: object = None) -> dict[str, Any]:
         """Flat features of one customer (one round trip)."""
         resolved_days, moment = self._resolve(days, as_of)
         raw = self._client.hgetall(tiles_key(customer_id, self._prefix))
         tiles, _ = decode_customer_hash(raw, customer_id)
         return flat_features(customer_id, tiles, days=resolved_days, as_of=moment, settings=self.settings)
 
-    def get_summary(self, customer_id: str, *, days: int | None = None, as_of: object = None) -> dict[str, Any]:
-        resolved_days, moment = self._resolve(days, as_of)
-        ((features, metadata),) = self._records([customer_id], resolved_days, moment)
+    def get_summary(self, customer_id: str, *, days: object = None, as_of: object = None) -> dict[str, Any]:
+        ((features, metadata),) = self.records([customer_id], days=days, as_of=as_of, cohort=False)
         return summarize(features, metadata)
 
     def get_features_at(
-        self, rows: Iterable[tuple[str, object]], *, days: int | None = None
+        self, rows: Iterable[tuple[str, object]], *, days: object = None
     ) -> list[dict[str, Any] | None]:
         """Flat features of each (customer, as_of) row at its own time, in row order: one
         HGETALL per distinct customer (pipelined), then the maths per row. Exact within
         retention: a window sees only tiles up to the tile of its ``as_of``, so nothing later
         leaks in. A row whose customer is unreadable gives None."""
-        resolved = [(customer, self._resolve(days, as_of)) for customer, as_of in rows]
+        resolved = resolve_rows(rows, days, self.settings, now=self._clock())
         customers = list(dict.fromkeys(customer for customer, _ in resolved))
-        if len(resolved) > MAX_COHORT_SIZE:
-            raise CohortTooLarge(f"at most {MAX_COHORT_SIZE} rows per call, got {len(resolved)}")
         return _rows_at(customers, self._fetch(customers), resolved, self.settings)
 
-    def get_daily_activity(self, customer_id: str, *, days: int | None = 90, as_of: object = None) -> dict[str, Any]:
+    def get_daily_activity(self, customer_id: str, *, days: object = 90, as_of: object = None) -> dict[str, Any]:
         """Events per day over the last ``days`` days (for charts)."""
         resolved_days, moment = self._resolve(days, as_of)
         tiles, _ = decode_customer_hash(self._client.hgetall(tiles_key(customer_id, self._prefix)), customer_id)
         return daily_activity(customer_id, tiles, days=resolved_days, as_of=moment, settings=self.settings)
 
     def get_tradeoff(self, customer_id: str, *, as_of: object = None) -> dict[str, Any]:
-        features = self.get_features(customer_id, as_of=as_of)
-        return {name: features[name] for name in TRADEOFF_FIELDS}
+        """Short- vs long-window flags (the trade-off indicators) as of ``as_of``."""
+        return tradeoff_of(self.get_features(customer_id, as_of=as_of))
 
     def get_cohort_features(
-        self, customer_ids: Iterable[str], *, days: int | None = None, as_of: object = None
+        self, customer_ids: Iterable[str], *, days: object = None, as_of: object = None
     ) -> dict[str, dict[str, Any]]:
         """Flat features for many customers, pipelined (at most ``MAX_COHORT_SIZE`` distinct ids)."""
-        resolved_days, moment = self._resolve(days, as_of)
-        unique = list(dict.fromkeys(customer_ids))
-        if len(unique) > MAX_COHORT_SIZE:
-            raise CohortTooLarge(f"a cohort holds at most {MAX_COHORT_SIZE} customers, got {len(unique)}")
-        records = self._records(unique, resolved_days, moment, cohort=True)
+        records = self.records(customer_ids, days=days, as_of=as_of)
         return {features["customer_id"]: features for features, _ in records}
 
     def get_cohort_summary(
-        self, customer_ids: Iterable[str], *, days: int | None = None, as_of: object = None
+        self, customer_ids: Iterable[str], *, days: object = None, as_of: object = None
     ) -> dict[str, Any]:
         return cohort_summary(self.get_cohort_features(customer_ids, days=days, as_of=as_of).values())
 
@@ -155,9 +149,7 @@ class AsyncFeatureReader(_ReaderBase):
     ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
         """(flat features, metadata) per distinct readable id, in first-seen order."""
         resolved_days, moment = self._resolve(days, as_of)
-        unique = list(dict.fromkeys(customer_ids))
-        if len(unique) > MAX_COHORT_SIZE:
-            raise CohortTooLarge(f"a cohort holds at most {MAX_COHORT_SIZE} customers, got {len(unique)}")
+        unique = distinct(customer_ids)
         return self._decoded(unique, await self._fetch(unique), resolved_days, moment, cohort=cohort)
 
     async def get_features(self, customer_id: str, *, days: object = None, as_of: object = None) -> dict[str, Any]:
@@ -171,10 +163,8 @@ class AsyncFeatureReader(_ReaderBase):
     async def get_features_at(
         self, rows: Iterable[tuple[str, object]], *, days: object = None
     ) -> list[dict[str, Any] | None]:
-        resolved = [(customer, self._resolve(days, as_of)) for customer, as_of in rows]
+        resolved = resolve_rows(rows, days, self.settings, now=self._clock())
         customers = list(dict.fromkeys(customer for customer, _ in resolved))
-        if len(resolved) > MAX_COHORT_SIZE:
-            raise CohortTooLarge(f"at most {MAX_COHORT_SIZE} rows per call, got {len(resolved)}")
         return _rows_at(customers, await self._fetch(customers), resolved, self.settings)
 
     async def get_daily_activity(self, customer_id: str, *, days: object = 90, as_of: object = None) -> dict[str, Any]:
@@ -182,6 +172,10 @@ class AsyncFeatureReader(_ReaderBase):
         raw = await self._client.hgetall(tiles_key(customer_id, self._prefix))
         tiles, _ = decode_customer_hash(raw, customer_id)
         return daily_activity(customer_id, tiles, days=resolved_days, as_of=moment, settings=self.settings)
+
+    async def get_tradeoff(self, customer_id: str, *, as_of: object = None) -> dict[str, Any]:
+        """Short- vs long-window flags (the trade-off indicators) as of ``as_of``."""
+        return tradeoff_of(await self.get_features(customer_id, as_of=as_of))
 
     async def get_cohort_features(
         self, customer_ids: Iterable[str], *, days: object = None, as_of: object = None
@@ -211,8 +205,4 @@ def _rows_at(
             tiles_of[customer] = decode_customer_hash(raw, customer)[0]
         except StateUnreadable as exc:
             log.warning("left out of a point-in-time lookup: %s", exc)
-    out: list[dict[str, Any] | None] = []
-    for customer, (days, as_of) in rows:
-        tiles = tiles_of.get(customer)
-        out.append(None if tiles is None else flat_features(customer, tiles, days=days, as_of=as_of, settings=settings))
-    return out
+    return rows_from_tiles(rows, tiles_of, settings)
