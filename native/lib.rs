@@ -344,6 +344,37 @@ impl Core {
         self.cache.len()
     }
 
+    /// A cached customer's rule state, for comparing the rules with `CustomerState` without
+    /// Redis (tests): tiles as stored bytes, newest time and tile, remembered ids, attributes
+    /// as stored bytes, next housekeeping time, the id-sweep trigger. None if not cached.
+    fn snapshot<'py>(&self, py: Python<'py>, customer: &str) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let Some(stored) = self.cache.get(customer) else { return Ok(None) };
+        let state = &stored.state;
+        let out = PyDict::new(py);
+        let tiles = PyDict::new(py);
+        for (index, tile) in &state.tiles {
+            let mut bytes = Vec::new();
+            tile.encode(&mut bytes);
+            tiles.set_item(index, PyBytes::new(py, &bytes))?;
+        }
+        out.set_item("tiles", tiles)?;
+        out.set_item("newest_ts", state.newest_ts)?;
+        out.set_item("newest_tile", state.newest_tile)?;
+        let ids = PyDict::new(py);
+        for (id, at) in &state.seen_event_ids {
+            ids.set_item(id.as_str(), at)?;
+        }
+        out.set_item("seen_event_ids", ids)?;
+        let attributes = PyDict::new(py);
+        for (key, (at, bytes)) in &state.attributes {
+            attributes.set_item(key, (at, PyBytes::new(py, bytes)))?;
+        }
+        out.set_item("attributes", attributes)?;
+        out.set_item("next_prune_ts", state.next_prune_ts)?;
+        out.set_item("ids_sweep_at", state.ids_sweep_at)?;
+        Ok(Some(out))
+    }
+
     /// Events that ran into each bounded-state cap since the last call, by cap name.
     fn take_cap_hits(&mut self) -> HashMap<&'static str, u64> {
         let counts = std::mem::take(&mut self.changes.caps);

@@ -25,12 +25,14 @@ def raw_events(
     ids: st.SearchStrategy[str | None] = event_ids,
     attribute_keys: st.SearchStrategy[str] = attribute_names,
     devices: st.SearchStrategy[str | None] = device_names,
+    times: st.SearchStrategy[float] = timestamps,
+    customers: st.SearchStrategy[str] = customer_ids,
 ) -> dict[str, Any]:
     kind = draw(st.sampled_from(["purchase", "session", "cart", "support", "profile"]))
     event: dict[str, Any] = {
         "type": kind,
-        "customer_id": draw(customer_ids),
-        "timestamp": draw(timestamps),
+        "customer_id": draw(customers),
+        "timestamp": draw(times),
         "event_id": draw(ids),
     }
     if kind == "purchase":
