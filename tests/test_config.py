@@ -43,3 +43,17 @@ def test_one_default_topic_and_prefix_for_the_service_and_the_writer() -> None:
     writer_defaults = inspect.signature(StateWriter.__init__).parameters
     assert writer_defaults["topic"].default == ServiceConfig().topic == DEFAULT_TOPIC
     assert writer_defaults["prefix"].default == ServiceConfig().key_prefix == DEFAULT_PREFIX
+
+
+def test_layers_import_in_one_direction() -> None:
+    """core imports no other layer; store imports neither ingest nor query (README, Development)."""
+    import ast
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parents[1] / "stream_features"
+    forbidden = {"core": ("ingest", "query", "store"), "store": ("ingest", "query")}
+    for layer, others in forbidden.items():
+        for path in (package / layer).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom) and node.module and node.level >= 2:
+                    assert node.module.split(".")[0] not in others, f"{path.name} imports {node.module}"
