@@ -6,6 +6,7 @@
 //! `cas.lua` as ready-to-send RESP. See `stream_features/store/writer.py`.
 
 mod batch;
+mod features;
 mod prepared;
 mod resp;
 mod state;
@@ -459,6 +460,7 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<Core>()?;
     module.add_class::<Batch>()?;
     module.add_class::<Prepared>()?;
+    module.add_class::<features::FeatureMaths>()?;
     module.add_function(wrap_pyfunction!(decode_records, module)?)?;
     module.add_function(wrap_pyfunction!(empty_batch, module)?)?;
     // The contract's vocabulary and limits as this core has them: tests hold them equal to

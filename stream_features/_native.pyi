@@ -76,3 +76,26 @@ def empty_batch(partitions: list[int], offsets: list[int]) -> Batch: ...
 
 OUTCOME_CODES: dict[str, str]
 LIMITS: dict[str, Any]
+
+class FeatureMaths:
+    def __init__(
+        self,
+        *,
+        tile_seconds: int,
+        tiles_per_day: int,
+        retention_days: int,
+        retention_tiles: int,
+        short_days: int,
+        long_days: int,
+        high_activity_ratio: float,
+        declining_ratio: float,
+        support_short_tickets: float,
+        support_long_tickets: float,
+        support_long_escalation_ratio: float,
+        cart_min_count: float,
+        cart_low_conversion_ratio: float,
+        recency_concern_days: float,
+    ) -> None: ...
+    def flat(
+        self, customer_ids: list[str], replies: list[Any], days: int, as_of: float, as_of_iso: str
+    ) -> list[dict[str, Any] | None]: ...

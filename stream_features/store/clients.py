@@ -95,3 +95,59 @@ def async_client(url: str, *, cluster: bool = False, **kwargs: Any) -> Any:
     if cluster:
         return aioredis.RedisCluster.from_url(url, **kwargs)
     return aioredis.Redis.from_url(url, **kwargs)
+
+
+def roundtrip(client: Any, packed: bytes, count: int) -> list[Any]:
+    """Send pre-packed commands on one pooled connection of a (non-cluster) client and read
+    ``count`` replies: no per-command packing or reply callbacks (HGETALL replies stay flat
+    lists). Error replies come back as exception objects, as from a pipeline with
+    ``raise_on_error=False``; a connection failure drops the connection and raises."""
+    import redis
+
+    pool = client.connection_pool
+    connection = pool.get_connection()
+    replies: list[Any] = []
+    try:
+        connection.send_packed_command([packed])
+        for _ in range(count):
+            try:
+                replies.append(connection.read_response())
+            except redis.ResponseError as error:
+                replies.append(error)
+    except BaseException:
+        connection.disconnect()
+        raise
+    finally:
+        pool.release(connection)
+    return replies
+
+
+async def async_roundtrip(client: Any, packed: bytes, count: int) -> list[Any]:
+    """The same for ``redis.asyncio``."""
+    import redis
+
+    pool = client.connection_pool
+    connection = await pool.get_connection()
+    replies: list[Any] = []
+    try:
+        await connection.send_packed_command([packed])
+        for _ in range(count):
+            try:
+                replies.append(await connection.read_response())
+            except redis.ResponseError as error:
+                replies.append(error)
+    except BaseException:
+        await connection.disconnect()
+        raise
+    finally:
+        await pool.release(connection)
+    return replies
+
+
+def pack_hgetall(keys: list[str]) -> bytes:
+    """``HGETALL key`` for each key, as RESP, ready to send."""
+    parts = []
+    for key in keys:
+        name = key.encode("utf-8", "surrogatepass")
+        parts.append(b"*2\r\n$7\r\nHGETALL\r\n$%d\r\n%b\r\n" % (len(name), name))
+    return b"".join(parts)

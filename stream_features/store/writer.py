@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
-from typing import Any, cast
+from typing import Any
 
 import redis
 from redis.cluster import RedisCluster
@@ -31,6 +31,7 @@ from redis.exceptions import NoScriptError
 from .._native import Batch, Core, Prepared
 from ..core.settings import EngineSettings
 from ..errors import WriteConflict
+from .clients import roundtrip
 from .keys import DEFAULT_PREFIX, DEFAULT_TOPIC
 from .transient import is_transient
 
@@ -205,27 +206,7 @@ class StateWriter:
         return list(pipe.execute())
 
     def _roundtrip(self, packed: bytes, count: int) -> list[Any]:
-        """Send pre-packed commands on one pooled connection and read ``count`` replies.
-
-        Error replies come back as exception objects (like a pipeline with raise_on_error off);
-        a connection failure drops the connection and raises.
-        """
-        pool = cast(redis.Redis, self._client).connection_pool
-        connection = pool.get_connection()
-        replies: list[Any] = []
-        try:
-            connection.send_packed_command([packed])  # type: ignore[no-untyped-call]
-            for _ in range(count):
-                try:
-                    replies.append(connection.read_response())
-                except redis.ResponseError as error:
-                    replies.append(error)
-        except BaseException:
-            connection.disconnect()  # type: ignore[no-untyped-call]
-            raise
-        finally:
-            pool.release(connection)
-        return replies
+        return roundtrip(self._client, packed, count)
 
     def _load(self, customers: list[str]) -> None:
         """Cache customers from HGETALL of both hashes, ``LOADS_PER_TRIP`` customers per trip."""
