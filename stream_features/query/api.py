@@ -32,6 +32,7 @@ from .api_models import (
     errors,
     point_in_time_request_model,
 )
+from .fast_path import FeaturesFastPath
 from .reader import AsyncFeatureReader
 
 log = logging.getLogger(__name__)
@@ -96,7 +97,9 @@ def create_app(
     app.state.reader = reader
     app.state.metrics = metrics
 
-    # Outermost last: metrics see every answer (401s too); unauthenticated bodies are never read.
+    # Outermost last: metrics see every answer (401s too); unauthenticated bodies are never read;
+    # the hot route's ordinary requests skip the framework (fast_path.py), after all of those.
+    app.add_middleware(FeaturesFastPath, reader=reader, routes=app.router, max_days=config.engine.retention_days)
     app.add_middleware(_BodyLimit, limit=MAX_BODY_BYTES)
     if config.api_tokens_file:
         tokens = read_tokens(config.api_tokens_file)
@@ -265,6 +268,10 @@ class _MetricsMiddleware:
     def __init__(self, app: Any, metrics: ApiMetrics) -> None:
         self.app = app
         self.metrics = metrics
+        # Labelled children, looked up once per route and status (labels() costs a lock and a
+        # tuple build per call, a measurable share of a lookup).
+        self._latency: dict[str, Any] = {}
+        self._counts: dict[tuple[str, int], Any] = {}
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -283,8 +290,14 @@ class _MetricsMiddleware:
             await self.app(scope, receive, send_with_status)
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")
-            self.metrics.lookup_seconds.labels(route).observe(time.perf_counter() - started)
-            self.metrics.requests.labels(route, str(status)).inc()
+            latency = self._latency.get(route)
+            if latency is None:
+                latency = self._latency[route] = self.metrics.lookup_seconds.labels(route)
+            latency.observe(time.perf_counter() - started)
+            count = self._counts.get((route, status))
+            if count is None:
+                count = self._counts[route, status] = self.metrics.requests.labels(route, str(status))
+            count.inc()
 
 
 class _BodyLimit:

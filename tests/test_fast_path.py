@@ -1,0 +1,98 @@
+"""The hot route's fast path (query/fast_path.py): byte for byte the FastAPI route's answer for
+ordinary requests, and every other request left to the route."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+import redis
+import redis.asyncio as aioredis
+from fastapi.testclient import TestClient
+
+from stream_features.config import ServiceConfig
+from stream_features.generate import GeneratorOptions, generate_events
+from stream_features.query.api import create_app
+from stream_features.query.fast_path import FeaturesFastPath
+from stream_features.query.reader import AsyncFeatureReader
+
+from .loaders import load
+
+pytestmark = pytest.mark.integration
+NOW = time.time()
+
+
+@pytest.fixture
+def customers(redis_client: redis.Redis, key_prefix: str) -> list[str]:
+    options = GeneratorOptions(customers=40, events=1500, start=NOW - 200 * 86400, end=NOW - 60, seed=11)
+    return load(redis_client, key_prefix, generate_events(options), now=NOW).customer_ids()
+
+
+def test_ordinary_requests_get_the_routes_exact_answer(customers: list[str], redis_url: str, key_prefix: str) -> None:
+    with TestClient(create_app(ServiceConfig(redis_url=redis_url, key_prefix=key_prefix))) as client:
+        for customer in [*customers[:10], "never-seen", "a/b {c}"]:
+            # Always an as_of: without one each request is answered as of its own now.
+            for query in (
+                f"?as_of={NOW:.6f}",
+                f"?days=7&as_of={NOW - 86400:.3f}",
+                "?days=400&as_of=2026-01-01T00:00:00Z",
+            ):
+                url = f"/v1/customers/{quote(customer, safe='')}/features{query}"
+                fast = client.get(url)
+                # An unknown parameter is not ordinary: the FastAPI route answers (and ignores it).
+                routed = client.get(url + "&unused=1")
+                assert fast.status_code == routed.status_code == 200
+                assert fast.content == routed.content
+                assert fast.headers["content-type"] == routed.headers["content-type"]
+
+
+def test_only_ordinary_requests_are_answered_here(customers: list[str], redis_url: str, key_prefix: str) -> None:
+    client = aioredis.Redis.from_url(redis_url)
+    reader = AsyncFeatureReader(client, prefix=key_prefix)
+    passed: list[str] = []
+
+    async def route(scope: dict[str, Any], _receive: Any, send: Any) -> None:
+        passed.append(scope["path"] + "?" + scope["query_string"].decode())
+        await send({"type": "http.response.start", "status": 299, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    fast = FeaturesFastPath(route, reader=reader, routes=None, max_days=400)
+    fast.route = object()
+
+    async def status_of(method: str, path: str, query: str = "") -> int:
+        sent: list[dict[str, Any]] = []
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "method": method, "path": path, "query_string": query.encode(), "headers": []}
+        await fast(scope, None, send)
+        return int(sent[0]["status"])
+
+    async def run() -> None:
+        ok = f"/v1/customers/{customers[0]}/features"
+        assert await status_of("GET", ok) == 200
+        assert await status_of("GET", ok, "days=30&as_of=1790000000") == 200
+        for method, path, query in [
+            ("POST", ok, ""),
+            ("GET", ok, "days=0"),
+            ("GET", ok, "days=401"),
+            ("GET", ok, "days=+5"),
+            ("GET", ok, "days=7&days=8"),
+            ("GET", ok, "as_of=yesterday"),
+            ("GET", ok, "as_of="),
+            ("GET", ok, "days"),
+            ("GET", ok, "other=1"),
+            ("GET", "/v1/customers/   /features", ""),
+            ("GET", "/v1/customers//features", ""),
+            ("GET", "/v1/customers/" + "x" * 257 + "/features", ""),
+            ("GET", f"/v1/customers/{customers[0]}/summary", ""),
+        ]:
+            assert await status_of(method, path, query) == 299, (method, path, query)
+        await client.aclose()
+
+    asyncio.run(run())
+    assert len(passed) == 13
