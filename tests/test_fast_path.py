@@ -96,3 +96,36 @@ def test_only_ordinary_requests_are_answered_here(customers: list[str], redis_ur
 
     asyncio.run(run())
     assert len(passed) == 13
+
+
+def test_a_redis_that_stops_answering_is_a_timeout_not_a_hang(tmp_path: Any) -> None:
+    """One deadline covers a lookup's whole exchange (store/clients.py async_roundtrip): a Redis
+    that stops answering (SIGSTOP) is a redis TimeoutError within it, and the next lookup after it
+    resumes is answered on a fresh connection."""
+    import signal
+
+    from .private_redis import PrivateRedis
+
+    server = PrivateRedis(tmp_path).start()
+    assert server.process is not None
+    redis.Redis(port=server.port).hset("sf:{c}", "fv", "1")
+
+    async def run() -> None:
+        client = aioredis.Redis(port=server.port, socket_timeout=0.5)
+        reader = AsyncFeatureReader(client)
+        assert (await reader.get_features("c", as_of=NOW))["has_history"] is False
+        server.process.send_signal(signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            with pytest.raises(redis.TimeoutError):
+                await reader.get_features("c", as_of=NOW)
+            assert time.monotonic() - started < 2.0
+        finally:
+            server.process.send_signal(signal.SIGCONT)
+        assert (await reader.get_features("c", as_of=NOW))["customer_id"] == "c"
+        await client.aclose()
+
+    try:
+        asyncio.run(run())
+    finally:
+        server.kill()
