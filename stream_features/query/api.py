@@ -98,9 +98,10 @@ def create_app(
     app.state.metrics = metrics
 
     # Outermost last: metrics see every answer (401s too); unauthenticated bodies are never read;
-    # the hot route's ordinary requests skip the framework (fast_path.py), after all of those.
-    app.add_middleware(FeaturesFastPath, reader=reader, routes=app.router, max_days=config.engine.retention_days)
+    # the hot route's ordinary requests (GETs, which read no body) skip the body limit and the
+    # framework (fast_path.py).
     app.add_middleware(_BodyLimit, limit=MAX_BODY_BYTES)
+    app.add_middleware(FeaturesFastPath, reader=reader, routes=app.router, max_days=config.engine.retention_days)
     if config.api_tokens_file:
         tokens = read_tokens(config.api_tokens_file)
         redaction.register(tokens)

@@ -1,5 +1,6 @@
 """The hot route without the framework: ``GET /v1/customers/{id}/features`` answered in plain
-ASGI when the request is an ordinary one; everything else goes to the FastAPI app.
+ASGI when the request is an ordinary one (inside authentication and metrics; a GET's body is
+never read, so the body limit is not needed); everything else goes to the FastAPI app.
 
 FastAPI's routing, parameter validation and response machinery cost several times the lookup
 itself (``bench/http_throughput.py``). This handles only requests whose every part is plainly
