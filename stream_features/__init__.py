@@ -14,9 +14,11 @@ from .errors import (
 )
 
 __all__ = [
+    "AsyncFeatureReader",
     "ConfigurationError",
     "CustomerActivityFeatures",
     "EngineSettings",
+    "FeatureReader",
     "InvalidEvent",
     "InvalidQuery",
     "Outcome",
@@ -29,3 +31,12 @@ __all__ = [
     "validate_event",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    # The Redis readers load redis-py and the Rust core: only when asked for.
+    if name in ("FeatureReader", "AsyncFeatureReader"):
+        from .query import reader
+
+        return getattr(reader, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -38,3 +38,13 @@ def test_bounds_and_arguments_come_from_the_query_core() -> None:
         distinct(f"c{i}" for i in range(MAX_COHORT_SIZE + 1))
     with pytest.raises(CohortTooLarge):
         resolve_rows([("c", None)] * (MAX_COHORT_SIZE + 1), None, settings, now=0.0)
+
+
+def test_the_readers_are_importable_from_the_package_as_the_readme_shows() -> None:
+    import stream_features
+    from stream_features import AsyncFeatureReader as PackageAsync
+    from stream_features import FeatureReader as PackageReader
+
+    assert PackageReader is FeatureReader and PackageAsync is AsyncFeatureReader
+    with pytest.raises(AttributeError):
+        stream_features.NoSuchReader  # noqa: B018

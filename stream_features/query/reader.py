@@ -59,13 +59,9 @@ class _ReaderBase:
         ``StateUnreadable`` for a single lookup and is left out of a cohort (logged)."""
         out = []
         for customer_id, raw in zip(customer_ids, raws, strict=True):
-            try:
-                tiles, metadata = decode_customer_hash(_mapping(raw), customer_id)
-            except StateUnreadable as exc:
-                if not cohort:
-                    raise
-                log.warning("left out of a cohort: %s", exc)
+            if (decoded := _decoded_or_skipped(raw, customer_id, skip=cohort, left_out_of="a cohort")) is None:
                 continue
+            tiles, metadata = decoded
             features = flat_features(customer_id, tiles, days=days, as_of=as_of, settings=self.settings)
             out.append((features, metadata))
         return out
@@ -82,14 +78,9 @@ class _ReaderBase:
         out = []
         for customer_id, raw, features in zip(customer_ids, raws, fast, strict=True):
             if features is None:
-                try:
-                    tiles, _ = decode_customer_hash(_mapping(raw), customer_id)
-                except StateUnreadable as exc:
-                    if not cohort:
-                        raise
-                    log.warning("left out of a cohort: %s", exc)
+                if (decoded := _decoded_or_skipped(raw, customer_id, skip=cohort, left_out_of="a cohort")) is None:
                     continue
-                features = flat_features(customer_id, tiles, days=days, as_of=as_of, settings=self.settings)
+                features = flat_features(customer_id, decoded[0], days=days, as_of=as_of, settings=self.settings)
             out.append(features)
         return out
 
@@ -269,11 +260,23 @@ def _rows_at(
 ) -> list[dict[str, Any] | None]:
     tiles_of: dict[str, Any] = {}
     for customer, raw in zip(customers, raws, strict=True):
-        try:
-            tiles_of[customer] = decode_customer_hash(_mapping(raw), customer)[0]
-        except StateUnreadable as exc:
-            log.warning("left out of a point-in-time lookup: %s", exc)
+        if (decoded := _decoded_or_skipped(raw, customer, skip=True, left_out_of="a point-in-time lookup")) is not None:
+            tiles_of[customer] = decoded[0]
     return rows_from_tiles(rows, tiles_of, settings)
+
+
+def _decoded_or_skipped(
+    raw: Any, customer_id: str, *, skip: bool, left_out_of: str
+) -> tuple[dict[int, Any], dict[str, Any]] | None:
+    """A customer's tiles and metadata. Unreadable: ``StateUnreadable`` for a single lookup, or
+    None (logged) where a many-customer answer leaves it out."""
+    try:
+        return decode_customer_hash(_mapping(raw), customer_id)
+    except StateUnreadable as exc:
+        if not skip:
+            raise
+        log.warning("left out of %s: %s", left_out_of, exc)
+        return None
 
 
 def _mapping(raw: Any) -> Mapping[bytes, bytes]:

@@ -184,7 +184,7 @@ class StateWriter:
         parts = min(self._connections, max(1, count // 4))
         bounds = [count * part // parts for part in range(parts + 1)]
         sends = [
-            self._senders.submit(self._roundtrip, prepared.packed(self._sha, start, stop), stop - start)
+            self._senders.submit(roundtrip, self._client, prepared.packed(self._sha, start, stop), stop - start)
             for start, stop in itertools.pairwise(bounds)
         ]
         concurrent.futures.wait(sends)  # every part ends (written or failed) before any is judged
@@ -205,9 +205,6 @@ class StateWriter:
             pipe.execute_command("EVAL", self._source, len(keys), *keys, *args)
         return list(pipe.execute())
 
-    def _roundtrip(self, packed: bytes, count: int) -> list[Any]:
-        return roundtrip(self._client, packed, count)
-
     def _load(self, customers: list[str]) -> None:
         """Cache customers from HGETALL of both hashes, ``LOADS_PER_TRIP`` customers per trip."""
         for start in range(0, len(customers), LOADS_PER_TRIP):
@@ -219,7 +216,7 @@ class StateWriter:
                         pipe.hgetall(key)
                 replies = pipe.execute(raise_on_error=False)
             else:
-                replies = self._roundtrip(self._core.load_commands(chunk), 2 * len(chunk))
+                replies = roundtrip(self._client, self._core.load_commands(chunk), 2 * len(chunk))
             for index, customer in enumerate(chunk):
                 main, aux = replies[2 * index], replies[2 * index + 1]
                 try:
