@@ -48,13 +48,17 @@ def test_failover_to_a_lagging_replica_mid_ingest_loses_nothing(
     now = time.time()
     options = GeneratorOptions(customers=3000, events=60000, start=now - 90 * 86400, end=now - 60, seed=61)
     lines = list(generate_events(options))
-    pipeline.produce(lines)
-    consumer = pipeline.start_consumer("--batch-size", "1500", "--exit-when-idle", "4")
+    # In two parts, so the replica stops mid-ingest however fast the consumer is: the first part
+    # is applied (and replicated) before it stops, the second arrives while it lags.
+    first = 20000
+    pipeline.produce(lines[:first])
+    consumer = pipeline.start_consumer("--batch-size", "1500", "--exit-when-idle", "10")
     try:
-        wait_until(lambda: pipeline.committed() > 12000, timeout=120, what="some ingested")
+        wait_until(lambda: pipeline.committed() >= first, timeout=120, what="the first part ingested")
         assert replica.process is not None
         os.kill(replica.process.pid, signal.SIGSTOP)  # the replica falls behind
         before = pipeline.committed()
+        pipeline.produce(lines[first:])
         wait_until(lambda: pipeline.committed() > before + 6000, timeout=60, what="ingest while the replica lags")
         primary.kill()  # what the replica had not received is gone
         os.kill(replica.process.pid, signal.SIGCONT)
