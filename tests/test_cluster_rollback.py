@@ -55,14 +55,16 @@ def test_one_shard_restored_from_an_older_copy_under_two_consumers(
     now = time.time()
     options = GeneratorOptions(customers=1000, events=12000, start=now - 90 * 86400, end=now - 60, seed=51)
     lines = list(generate_events(options))
-    pipeline.produce(lines)
+    # In two parts, so the copy is taken mid-ingest however fast the consumers are.
+    pipeline.produce(lines[:4000])
     try:
-        first = pipeline.start_consumer("--batch-size", "500", "--exit-when-idle", "5")
-        second = pipeline.start_consumer("--batch-size", "500", "--exit-when-idle", "5")
-        wait_until(lambda: pipeline.committed() > 3000, timeout=120, what="some ingested")
+        first = pipeline.start_consumer("--batch-size", "500", "--exit-when-idle", "10")
+        second = pipeline.start_consumer("--batch-size", "500", "--exit-when-idle", "10")
+        wait_until(lambda: pipeline.committed() >= 4000, timeout=120, what="some ingested")
         shard = cluster[1]
         shard.snapshot(tmp_path / "older")
         before = pipeline.committed()
+        pipeline.produce(lines[4000:])
         wait_until(lambda: pipeline.committed() > before + 3000, timeout=120, what="more ingested after the copy")
         shard.kill()
         shard.restore(tmp_path / "older")

@@ -48,11 +48,13 @@ def test_redis_restored_from_an_older_copy_mid_ingest_loses_nothing(
     """A copy of Redis's append-only files taken mid-ingest, Redis killed a few batches later
     and started from the copy: a failover to a replica that lagged, or a restore from backup."""
     lines = recent_events(60000, 3000, seed=41)
-    pipeline.produce(lines)
-    consumer = pipeline.start_consumer("--batch-size", "1500", "--exit-when-idle", "4")
-    wait_until(lambda: pipeline.committed() > 15000, timeout=120, what="a quarter ingested")
+    # In two parts, so the copy is taken mid-ingest however fast the consumer is.
+    pipeline.produce(lines[:20000])
+    consumer = pipeline.start_consumer("--batch-size", "1500", "--exit-when-idle", "10")
+    wait_until(lambda: pipeline.committed() >= 20000, timeout=120, what="a third ingested")
     private_redis.snapshot(tmp_path / "older")
     before = pipeline.committed()
+    pipeline.produce(lines[20000:])
     wait_until(lambda: pipeline.committed() > before + 15000, timeout=120, what="more ingested after the copy")
     private_redis.kill()
     private_redis.restore(tmp_path / "older")
@@ -63,10 +65,12 @@ def test_redis_restored_from_an_older_copy_mid_ingest_loses_nothing(
 
 def test_redis_wiped_mid_ingest_is_rebuilt_from_kafka(pipeline: Pipeline, private_redis: PrivateRedis) -> None:
     lines = recent_events(40000, 2000, seed=42)
-    pipeline.produce(lines)
-    consumer = pipeline.start_consumer("--batch-size", "1500", "--exit-when-idle", "4")
-    wait_until(lambda: pipeline.committed() > 15000, timeout=120, what="some ingested")
+    # In two parts, so the wipe comes mid-ingest however fast the consumer is.
+    pipeline.produce(lines[:15000])
+    consumer = pipeline.start_consumer("--batch-size", "1500", "--exit-when-idle", "10")
+    wait_until(lambda: pipeline.committed() >= 15000, timeout=120, what="some ingested")
     redis.Redis.from_url(private_redis.url).flushall()
+    pipeline.produce(lines[15000:])
     stderr = _finish_and_compare(pipeline, consumer, lines)
     assert "went back in time" in stderr
 
