@@ -32,6 +32,8 @@ pub struct Batch {
     pub(crate) first_offsets: Vec<(i32, i64)>,
     /// Each record's Kafka timestamp in milliseconds (-1: none), for the end-to-end delay.
     pub(crate) kafka_ms: Vec<i64>,
+    /// History loads: each record's row in the files (`file << 40 | row`), for dead letters.
+    pub(crate) row_refs: Vec<u64>,
 }
 
 #[pymethods]
@@ -73,19 +75,7 @@ impl Batch {
 
     /// Group the valid events by customer, in record order (call once every record is settled).
     fn finish(&mut self) {
-        for (index, event) in self.events.iter().enumerate() {
-            let Some(event) = event else { continue };
-            let at = match self.position.get(event.customer_id.as_str()) {
-                Some(&at) => at,
-                None => {
-                    self.position.insert(event.customer_id.to_string(), self.customers.len());
-                    self.customers.push(event.customer_id.to_string());
-                    self.records_of.push(Vec::new());
-                    self.customers.len() - 1
-                }
-            };
-            self.records_of[at].push(index as u32);
-        }
+        self.group();
     }
 
     /// A decoded record's event as `(type, customer_id, timestamp, event_id, amount, flag, device)`,
@@ -121,6 +111,62 @@ impl Batch {
             counts[bounds.partition_point(|&bound| bound < delay)] += 1;
         }
         (counts, total)
+    }
+
+    /// A history record's row in the files (`file << 40 | row`), None for Kafka records.
+    fn row_ref(&self, index: usize) -> Option<u64> {
+        self.row_refs.get(index).copied()
+    }
+
+    /// Set a record's source partition and order offset (history rows whose coordinates
+    /// Python read).
+    fn set_position(&mut self, index: usize, partition: i32, offset: i64) -> PyResult<()> {
+        if index >= self.offsets.len() {
+            return Err(PyValueError::new_err("record index out of range"));
+        }
+        self.partitions[index] = partition;
+        self.offsets[index] = offset;
+        Ok(())
+    }
+
+    /// History loads with `--until`: drop the events at or after `until` (the topic has them);
+    /// returns how many were dropped. Call before `finish`.
+    fn drop_from(&mut self, until: f64) -> usize {
+        let mut dropped = 0;
+        for event in &mut self.events {
+            if event.as_ref().is_some_and(|e| e.timestamp >= until) {
+                *event = None;
+                dropped += 1;
+            }
+        }
+        dropped
+    }
+
+    /// History loads with Kafka coordinates: partition → (lowest offset, highest offset, records)
+    /// over every record with a position, valid or not (an invalid record is still one of the
+    /// partition's records: the handover must pass it too).
+    fn coordinate_ranges(&self) -> HashMap<i32, (i64, i64, u64)> {
+        let mut ranges: HashMap<i32, (i64, i64, u64)> = HashMap::new();
+        for (&partition, &offset) in self.partitions.iter().zip(&self.offsets) {
+            if offset < 0 {
+                continue;
+            }
+            let range = ranges.entry(partition).or_insert((offset, offset, 0));
+            range.0 = range.0.min(offset);
+            range.1 = range.1.max(offset);
+            range.2 += 1;
+        }
+        ranges
+    }
+
+    /// Customers with at least one event from one of `partitions` (grouped batches).
+    fn customers_of_partitions(&self, partitions: Vec<i32>) -> Vec<String> {
+        self.customers
+            .iter()
+            .zip(&self.records_of)
+            .filter(|(_, records)| records.iter().any(|&r| partitions.contains(&self.partitions[r as usize])))
+            .map(|(name, _)| name.clone())
+            .collect()
     }
 
     /// The record indexes of one customer's events, in record order (empty if none).
@@ -183,6 +229,23 @@ impl Batch {
 }
 
 impl Batch {
+    /// Group the valid events by customer, in record order.
+    pub(crate) fn group(&mut self) {
+        for (index, event) in self.events.iter().enumerate() {
+            let Some(event) = event else { continue };
+            let at = match self.position.get(event.customer_id.as_str()) {
+                Some(&at) => at,
+                None => {
+                    self.position.insert(event.customer_id.to_string(), self.customers.len());
+                    self.customers.push(event.customer_id.to_string());
+                    self.records_of.push(Vec::new());
+                    self.customers.len() - 1
+                }
+            };
+            self.records_of[at].push(index as u32);
+        }
+    }
+
     pub(crate) fn with_capacity(count: usize) -> Batch {
         Batch {
             events: Vec::with_capacity(count),
@@ -196,6 +259,7 @@ impl Batch {
             next_offsets: Vec::new(),
             first_offsets: Vec::new(),
             kafka_ms: Vec::with_capacity(count),
+            row_refs: Vec::new(),
         }
     }
 

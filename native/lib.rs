@@ -6,7 +6,9 @@
 //! `cas.lua` as ready-to-send RESP. See `stream_features/store/writer.py`.
 
 mod batch;
+mod columns;
 mod features;
+mod history;
 mod prepared;
 mod resp;
 mod state;
@@ -461,6 +463,9 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<Batch>()?;
     module.add_class::<Prepared>()?;
     module.add_class::<features::FeatureMaths>()?;
+    module.add_class::<history::Spill>()?;
+    module.add_function(wrap_pyfunction!(history::decode_lines, module)?)?;
+    module.add_function(wrap_pyfunction!(history::decode_columns, module)?)?;
     module.add_function(wrap_pyfunction!(decode_records, module)?)?;
     module.add_function(wrap_pyfunction!(empty_batch, module)?)?;
     // The contract's vocabulary and limits as this core has them: tests hold them equal to

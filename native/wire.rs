@@ -45,7 +45,7 @@ pub struct Event {
 }
 
 /// A JSON value as far as the fast path cares: scalars, or "something else".
-enum Scalar<'a> {
+pub(crate) enum Scalar<'a> {
     Bool(bool),
     Int(i64),
     UInt(u64),
@@ -98,32 +98,32 @@ impl<'de: 'a, 'a> Deserialize<'de> for Scalar<'a> {
 
 /// Every field any event type declares; JSON null and a missing field both read as `None`
 /// (the wire types treat them alike). A repeated field fails the parse: Python decides.
-#[derive(Deserialize)]
-struct Raw<'a> {
+#[derive(Deserialize, Default)]
+pub(crate) struct Raw<'a> {
     #[serde(rename = "type", borrow, default)]
-    kind: Option<Scalar<'a>>,
+    pub(crate) kind: Option<Scalar<'a>>,
     #[serde(borrow, default)]
-    customer_id: Option<Scalar<'a>>,
+    pub(crate) customer_id: Option<Scalar<'a>>,
     #[serde(borrow, default)]
-    timestamp: Option<Scalar<'a>>,
+    pub(crate) timestamp: Option<Scalar<'a>>,
     #[serde(borrow, default)]
-    event_id: Option<Scalar<'a>>,
+    pub(crate) event_id: Option<Scalar<'a>>,
     #[serde(borrow, default)]
-    amount: Option<Scalar<'a>>,
+    pub(crate) amount: Option<Scalar<'a>>,
     #[serde(borrow, default)]
-    value: Option<Scalar<'a>>,
+    pub(crate) value: Option<Scalar<'a>>,
     #[serde(borrow, default)]
-    order_id: Option<Scalar<'a>>,
+    pub(crate) order_id: Option<Scalar<'a>>,
     #[serde(borrow, default)]
-    duration_seconds: Option<Scalar<'a>>,
+    pub(crate) duration_seconds: Option<Scalar<'a>>,
     #[serde(borrow, default)]
-    device: Option<Scalar<'a>>,
+    pub(crate) device: Option<Scalar<'a>>,
     #[serde(borrow, default)]
-    status: Option<Scalar<'a>>,
+    pub(crate) status: Option<Scalar<'a>>,
     #[serde(borrow, default)]
-    response_time_hours: Option<Scalar<'a>>,
+    pub(crate) response_time_hours: Option<Scalar<'a>>,
     #[serde(borrow, default)]
-    escalated: Option<Scalar<'a>>,
+    pub(crate) escalated: Option<Scalar<'a>>,
 }
 
 /// A `float` field constrained to [0, 1e15]: `Some(None)` absent, `None` not for the fast path.
@@ -232,6 +232,12 @@ pub fn decode(data: &[u8], now: f64, max_future_skew_seconds: f64) -> Option<Eve
         return None;
     }
     let raw: Raw = serde_json::from_slice(data).ok()?;
+    validate(raw, now, max_future_skew_seconds)
+}
+
+/// The fast path's checks on already parsed fields (from JSON, or from a typed row of a
+/// history file): the event, or `None` to let Python decide.
+pub(crate) fn validate(raw: Raw, now: f64, max_future_skew_seconds: f64) -> Option<Event> {
     let kind = match &raw.kind {
         Some(Scalar::Str(name)) => match name.as_ref() {
             "purchase" => PURCHASE,

@@ -1,4 +1,4 @@
-"""``stream-features``: consume, serve, features, produce, generate. Bad input: a one-line error."""
+"""``stream-features``: consume, serve, features, produce, backfill, generate. Bad input: a one-line error."""
 
 from __future__ import annotations
 
@@ -140,6 +140,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_connection_flags(repair)
     repair.add_argument("customer_id")
     repair.add_argument("--no-progress", action="store_true")
+
+    backfill = sub.add_parser(
+        "backfill", help="load history from files (JSON Lines, CSV, Parquet), then hand over to the stream"
+    )
+    _add_connection_flags(backfill)
+    from .history.command import add_arguments as add_backfill_arguments
+
+    add_backfill_arguments(backfill, _timestamp, _positive_int)
 
     generate = sub.add_parser("generate", help="write realistic synthetic events as JSONL")
     generate.add_argument("--customers", type=_positive_int, default=1000)
@@ -390,6 +398,12 @@ def _cmd_produce(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_backfill(args: argparse.Namespace) -> int:
+    from .history.command import run
+
+    return run(args, _config(args))
+
+
 def _cmd_generate(args: argparse.Namespace) -> int:
     from .generate import GeneratorOptions, generate_events
 
@@ -424,4 +438,5 @@ _COMMANDS = {
     "repair": _cmd_repair,
     "features-at": _cmd_features_at,
     "status": _cmd_status,
+    "backfill": _cmd_backfill,
 }

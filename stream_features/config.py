@@ -37,6 +37,9 @@ class ServiceConfig:
     # Kafka commits are for lag and tooling (resume points are Redis's watermarks): at most one
     # per this many seconds, so hundreds of small live batches do not flood the group coordinator.
     commit_interval_seconds: float = 1.0
+    # With no traffic, how often the consumer compares Redis's watermarks with its own (a wipe or
+    # restore is replayed, a history load's hold is honoured, within about this long).
+    idle_check_seconds: float = 1.0
     metrics_port: int = 9464
     # HTTP API access control (serve): a file of bearer tokens, one per line; none = open API.
     api_tokens_file: str | None = None
@@ -208,6 +211,7 @@ def config_from_env(env: Mapping[str, str] | None = None) -> ServiceConfig:
         commit_interval_seconds=_float(
             env, "STREAM_FEATURES_COMMIT_INTERVAL_SECONDS", defaults.commit_interval_seconds
         ),
+        idle_check_seconds=_float(env, "STREAM_FEATURES_IDLE_CHECK_SECONDS", defaults.idle_check_seconds),
         metrics_port=_int(env, "STREAM_FEATURES_METRICS_PORT", defaults.metrics_port),
         engine=engine_settings_from_env(env),
     )

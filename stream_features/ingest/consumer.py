@@ -53,9 +53,8 @@ from .resume import ResumePoints
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 CONSUME_CHUNK = 1000
-# While idle, Redis's watermarks are checked this often: a wipe or restore with no traffic is
-# replayed within seconds, not at the next record.
-IDLE_ROLLBACK_CHECK_SECONDS = 5.0
+# Held partitions (a history load, resume.py) are checked this often for their hand-over.
+HOLD_CHECK_SECONDS = 1.0
 # Redis states that end by themselves (store/transient.py) are waited out and retried. A script
 # that fails part-way (e.g. out of memory) keeps the customers it already wrote, with their
 # offsets, so the retry skips those and writes the rest.
@@ -112,6 +111,7 @@ class FeatureConsumer:
         self._last_commit = float("-inf")
         self._commit_due = False  # settled offsets not yet committed
         self._idle_checked_at = float("-inf")
+        self._holds_checked_at = float("-inf")
         self._memory_sampled_at = float("-inf")
         self.progress = Progress()  # for the health endpoints (health.py)
         self.progress.beat()
@@ -190,6 +190,7 @@ class FeatureConsumer:
         except KafkaException:  # an eager assignment strategy set through --kafka-option
             consumer.assign(partitions)
         self._assigned.update(p.partition for p in partitions)
+        self._resume.pause_held(consumer)
         if behind:  # Kafka's commit catches up with what Redis holds (lag stays right)
             self._committed.update(behind)
             self._commit_due = True
@@ -233,6 +234,7 @@ class FeatureConsumer:
                 self.progress.beat()
                 if self._rolled_back:
                     self._rewind()
+                self._resume_handed_over()
                 self._sample_redis_memory()
                 records = self._next_batch(self._consumer)
                 if not records:
@@ -277,10 +279,12 @@ class FeatureConsumer:
             if not messages or remaining <= 0:
                 break
         # A rebalance callback (served inside consume()) may have revoked partitions whose
-        # records are already in hand: processing them would commit behind the new owner.
-        if revocations == self._revocations:
+        # records are already in hand: processing them would commit behind the new owner. A
+        # partition a history load holds is read again from its hand-over.
+        held = self._resume.held
+        if revocations == self._revocations and not held:
             return records
-        return [m for m in records if m.partition() in self._assigned]
+        return [m for m in records if m.partition() in self._assigned and m.partition() not in held]
 
     def _group_caught_up(self) -> bool:
         """Every partition of the topic has its offset committed up to the end (by any member).
@@ -353,7 +357,11 @@ class FeatureConsumer:
                 self.metrics.dead_letters.labels(letter.reason).inc()
                 self.stats.by_reason[letter.reason] = self.stats.by_reason.get(letter.reason, 0) + 1
             self.stats.dead_letters += len(letters)
-        if not self._resume.advance(batch.events.next_offsets, newest_event_time=self._newest_event_time):
+        if not self._resume.advance(
+            batch.events.next_offsets,
+            first_offsets=batch.events.first_offsets,
+            newest_event_time=self._newest_event_time,
+        ):
             self._rolled_back = True  # Redis lost writes it had acknowledged: replay, commit nothing
             return
         self._commit(batch.events.next_offsets)
@@ -365,10 +373,11 @@ class FeatureConsumer:
         self.metrics.last_batch_time.set(time.time())
 
     def _check_idle_rollback(self) -> None:
-        """With no traffic nothing is written, so nothing would notice Redis going back in time:
-        compare its watermarks with ours every few seconds (one HMGET)."""
+        """With no traffic nothing is written, so nothing would notice Redis going back in time
+        or a history load holding a partition: compare its watermarks with ours every
+        ``idle_check_seconds`` (one HMGET and one TIME)."""
         now = time.monotonic()
-        if now < self._idle_checked_at + IDLE_ROLLBACK_CHECK_SECONDS:
+        if now < self._idle_checked_at + self.config.idle_check_seconds:
             return
         self._idle_checked_at = now
         if self._resume.rolled_back():
@@ -393,6 +402,21 @@ class FeatureConsumer:
         assert self._consumer is not None
         self._rolled_back = False
         self._resume.rewind(self._consumer)
+        self._resume.pause_held(self._consumer)
+
+    def _resume_handed_over(self) -> None:
+        """Held partitions that a history load has handed over are read again from there."""
+        now = time.monotonic()
+        if not self._resume.held or now < self._holds_checked_at + HOLD_CHECK_SECONDS:
+            return
+        self._holds_checked_at = now
+        assert self._consumer is not None
+        self._settle_in_flight()
+        resumed = self._resume.resume_released(self._consumer)
+        if resumed:
+            self._writer.forget_all()  # the load wrote these partitions' customers
+            self._committed.update(resumed)
+            self._commit_due = True
 
     def _count(self, batch: WriteBatch) -> None:
         """Metrics and stats of a settled batch; too_late events join its dead letters."""

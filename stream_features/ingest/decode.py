@@ -35,7 +35,7 @@ def decode_batch(
     for index in batch.fallback():
         data = records[index].value() or b""
         try:
-            _set_event(batch, index, decode_event(data, now=now, max_future_skew_seconds=max_future_skew_seconds))
+            set_event(batch, index, decode_event(data, now=now, max_future_skew_seconds=max_future_skew_seconds))
         except InvalidEvent as exc:
             invalid.append((index, exc))
         except Exception as exc:  # the last resort: no record's bytes may stop the stream
@@ -49,12 +49,12 @@ def batch_of(events: Iterable[PendingEvent]) -> Batch:
     pending = list(events)
     batch = empty_batch([p.partition for p in pending], [p.offset for p in pending])
     for index, item in enumerate(pending):
-        _set_event(batch, index, item.event)
+        set_event(batch, index, item.event)
     batch.finish()
     return batch
 
 
-def _set_event(batch: Batch, index: int, event: Event) -> None:
+def set_event(batch: Batch, index: int, event: Event) -> None:
     """Hand one Python-decoded event to the batch (the fields the rules read)."""
     common = (index, event.kind, event.customer_id, event.timestamp, event.event_id)
     if isinstance(event, PurchaseEvent):

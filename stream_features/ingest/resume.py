@@ -5,6 +5,10 @@ batch, and asks it whether Redis went back in time; the offsets themselves live 
 the state (``store/watermarks.py`` explains why that order is safe). Kafka commits stay, for lag
 and tooling, and are compared with Redis's watermark to say when a rollback is replayed.
 
+A history load (``stream-features backfill`` with Kafka coordinates) may hold partitions while
+it writes records that belong before the stream's (``store/watermarks.py``, holds): a held
+partition is paused and acknowledged, and resumed from the watermark the load hands over.
+
 A topic deleted and re-created under the same name is a new log: its offsets start at 0 again,
 below every per-customer offset of the old one. The topic id (KIP-516) tells them apart; a new
 id starts a new epoch, and per-customer offsets are kept under ``<topic>~<epoch>`` from then on.
@@ -54,6 +58,7 @@ class ResumePoints:
         self._epoch = 0
         self._expected: dict[int, int | None] = {}  # what Redis holds for each owned partition
         self._position: dict[int, int] = {}  # next offset after the last settled batch
+        self.held: dict[int, str] = {}  # owned partitions paused for a history load, by holder
 
     # ----- the log ---------------------------------------------------------------------------
 
@@ -94,6 +99,7 @@ class ResumePoints:
         behind: dict[int, int] = {}
         owned = [tp.partition for tp in partitions]
         stored = self._call(lambda: self._watermarks.read(owned))
+        self.held.update(self._call(lambda: self._watermarks.holds(owned)))
         try:
             committed = {tp.partition: tp.offset for tp in consumer.committed(partitions, timeout=10)}
         except KafkaException as exc:
@@ -116,13 +122,55 @@ class ResumePoints:
         for partition in partitions:
             self._expected.pop(partition, None)
             self._position.pop(partition, None)
+            self.held.pop(partition, None)
+
+    # ----- history loads ---------------------------------------------------------------------
+
+    def pause_held(self, consumer: Consumer) -> None:
+        """Stop reading the partitions a history load holds, and tell it so."""
+        if not self.held:
+            return
+        consumer.pause([TopicPartition(self._topic, p) for p in self.held])
+        self._call(lambda: self._watermarks.acknowledge(dict(self.held)))
+        log.info(
+            "partitions %s paused: a history load holds them (%s)", sorted(self.held), sorted(set(self.held.values()))
+        )
+
+    def resume_released(self, consumer: Consumer) -> dict[int, int]:
+        """Resume the held partitions a history load has handed over, from the watermark it left;
+        returns them with that offset."""
+        if not self.held:
+            return {}
+        owned = list(self.held)
+        still = self._call(lambda: self._watermarks.holds(owned))
+        done = [p for p in owned if p not in still]
+        if not done:
+            return {}
+        stored = self._call(lambda: self._watermarks.read(done))
+        resumed: dict[int, int] = {}
+        for partition in done:
+            mark = stored.get(partition)
+            consumer.seek(TopicPartition(self._topic, partition, OFFSET_BEGINNING if mark is None else mark))
+            self._expected[partition] = mark
+            if mark is None:
+                self._position.pop(partition, None)
+            else:
+                self._position[partition] = resumed[partition] = mark
+            del self.held[partition]
+        consumer.resume([TopicPartition(self._topic, p) for p in done])
+        log.info("history load handed over partitions %s: resuming at %s", done, {p: stored.get(p) for p in done})
+        return resumed
 
     # ----- batches ---------------------------------------------------------------------------
 
-    def advance(self, next_offsets: dict[int, int], *, newest_event_time: float) -> bool:
-        """Record a settled batch in Redis; False when Redis no longer holds what we last saw."""
+    def advance(self, next_offsets: dict[int, int], *, first_offsets: dict[int, int], newest_event_time: float) -> bool:
+        """Record a settled batch in Redis; False when Redis no longer holds what we last saw
+        (or a history load holds one of its partitions)."""
         expected = {p: self._expected.get(p) for p in next_offsets}
         status = {"applied_at": repr(time.time())}
+        for partition, before in expected.items():
+            if before is None and partition in first_offsets:  # where this partition's state starts
+                status[f"s:{partition}"] = str(first_offsets[partition])
         if newest_event_time > float("-inf"):
             status["newest_event_time"] = repr(newest_event_time)
         if not self._call(lambda: self._watermarks.advance(expected, next_offsets, status=status)):
@@ -132,19 +180,26 @@ class ResumePoints:
         return True
 
     def rolled_back(self) -> bool:
-        """Whether Redis holds other watermarks than this consumer last saw (checked after a
-        failed or refused write, before redoing it on a state that may have gone back)."""
-        owned = list(self._expected)
+        """Whether Redis holds other watermarks than this consumer last saw, or a history load
+        holds an owned partition (checked after a failed or refused write, before redoing it on
+        a state that may have gone back, and while idle)."""
+        owned = [p for p in self._expected if p not in self.held]
         stored = self._call(lambda: self._watermarks.read(owned))
-        return any(stored.get(p) != mark for p, mark in self._expected.items())
+        if any(stored.get(p) != self._expected[p] for p in owned):
+            return True
+        return bool(self._call(lambda: self._watermarks.holds(owned)))
 
     def rewind(self, consumer: Consumer) -> None:
         """Redis went back in time: forget every cached state and replay each owned partition
         from the watermark Redis holds now (none: from the earliest retained offset)."""
         self._writer.forget_all()
-        owned = list(self._expected)
+        owned = [p for p in self._expected if p not in self.held]
         stored = self._call(lambda: self._watermarks.read(owned))
+        held = self._call(lambda: self._watermarks.holds(owned))
         for partition in owned:
+            if partition in held:  # read after the history load hands it over (resume_released)
+                self.held[partition] = held[partition]
+                continue
             mark = stored.get(partition)
             was = self._position.get(partition)
             if was is not None:
