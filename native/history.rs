@@ -299,7 +299,7 @@ impl Spill {
     fn open(&mut self, seed: u64) -> PyResult<usize> {
         let bucket = self.writers.len();
         let file = File::create(self.path(bucket)).map_err(|e| os_error("cannot create a spill file", e))?;
-        self.writers.push(Some(BufWriter::with_capacity(1 << 20, file)));
+        self.writers.push(Some(BufWriter::with_capacity(1 << 16, file)));
         self.events.push(0);
         self.seeds.push(seed);
         Ok(bucket)
@@ -378,6 +378,12 @@ impl Spill {
     #[getter]
     fn sizes(&self) -> Vec<u64> {
         self.events.clone()
+    }
+
+    /// Whether a bucket came from a split (it is not split again: one customer's history can
+    /// be larger than any bucket size, and must be read whole).
+    fn was_split(&self, bucket: usize) -> bool {
+        self.seeds.get(bucket).is_some_and(|&seed| seed > 0)
     }
 
     /// Split a bucket too large to read at once into `parts` new buckets (by another hash of

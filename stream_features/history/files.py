@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import IO, Literal
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from ..errors import ConfigurationError
 
@@ -54,6 +55,12 @@ class SourceFile:
         except (OSError, pa.ArrowException) as exc:
             raise UnreadableFile(f"{self.path}: {exc}") from None
         return io.BufferedReader(_RawStream(stream), buffer_size=1 << 20)
+
+    def parquet(self) -> pq.ParquetFile:
+        try:
+            return pq.ParquetFile(str(self.path))
+        except (OSError, pa.ArrowException) as exc:
+            raise UnreadableFile(f"{self.path}: not a readable Parquet file ({exc})") from None
 
     def header(self) -> list[str]:
         """A CSV file's column names (its first record)."""

@@ -238,7 +238,19 @@ class Handover:
                     f"offsets {last + 1}..{low - 1} are in neither the files nor Kafka (retention): "
                     "they cannot be loaded"
                 )
-            if mark is None:
+            if start is not None and start > first:
+                if last + 1 < low:
+                    raise HandoverRefused(
+                        f"partition {p}: the consumer started at offset {start}, after the files' first offset "
+                        f"{first}, and Kafka no longer holds offsets {last + 1}..{low - 1} to replay after a rebuild"
+                    )
+                plan.mode = "rebuild"
+                replay = "its records" if mark is None else f"offsets {last + 1}..{mark - 1}"
+                plan.notes.append(
+                    f"the consumer started at offset {start}, after the files' first offset {first}: the files' "
+                    f"customers are rebuilt and the consumer replays {replay} from Kafka"
+                )
+            elif mark is None:
                 if first > low:
                     raise HandoverRefused(
                         f"partition {p}: Kafka holds records from offset {low} but the files start at {first}: "
@@ -248,17 +260,6 @@ class Handover:
                 raise HandoverRefused(
                     f"partition {p}: Redis's state ends at offset {mark} but the files start at {first}: "
                     f"let the consumer pass offset {first - 1} first, or export from offset {mark}"
-                )
-            elif start is not None and start > first:
-                if last + 1 < low:
-                    raise HandoverRefused(
-                        f"partition {p}: the consumer started at offset {start}, after the files' first offset "
-                        f"{first}, and Kafka no longer holds offsets {last + 1}..{low - 1} to replay after a rebuild"
-                    )
-                plan.mode = "rebuild"
-                plan.notes.append(
-                    f"the consumer started at offset {start}, after the files' first offset {first}: the files' "
-                    f"customers are rebuilt and the consumer replays offsets {last + 1}..{mark - 1} from Kafka"
                 )
             else:
                 plan.handover = max(mark, last + 1)

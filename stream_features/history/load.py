@@ -33,7 +33,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-import pyarrow.parquet as pq
 import redis
 
 from .._native import Batch, Spill
@@ -52,6 +51,8 @@ from .reading import ROW_BITS, DeadRow, ReadSettings, read_file
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 CUSTOMERS_PER_ROUND = 20_000
+# Open bucket files while reading (a larger load has larger buckets, split when read: _bucket_order).
+MAX_BUCKETS = 256
 _ROW_MASK = (1 << ROW_BITS) - 1
 
 
@@ -145,7 +146,7 @@ def _have_coordinates(files: list[SourceFile], options: LoadOptions) -> bool:
 def _file_has_coordinates(source: SourceFile, options: LoadOptions) -> bool:
     names = [options.columns.get(name, name) for name in ("partition", "offset")]
     if source.format == "parquet":
-        available = pq.read_schema(str(source.path)).names
+        available = source.parquet().schema_arrow.names
     elif source.format == "csv":
         available = source.header()
     else:
@@ -171,7 +172,7 @@ def _estimated_rows(files: list[SourceFile]) -> int:
     estimate = 0
     for source in files:
         if source.format == "parquet":
-            estimate += pq.ParquetFile(str(source.path)).metadata.num_rows
+            estimate += source.parquet().metadata.num_rows
         else:
             estimate += source.size * (5 if source.compression else 1) // 100
     return estimate
@@ -302,7 +303,7 @@ def _bucket_order(spill: Spill, bucket_events: int) -> Iterator[int]:
     while queue:
         bucket = queue.pop(0)
         size = spill.sizes[bucket]
-        if size > 2 * bucket_events:
+        if size > 2 * bucket_events and not spill.was_split(bucket):
             queue = spill.split(bucket, math.ceil(size / bucket_events)) + queue
         elif size:
             yield bucket

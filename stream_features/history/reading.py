@@ -16,7 +16,6 @@ from typing import Any, Final
 import msgspec
 import pyarrow as pa
 import pyarrow.csv as pa_csv
-import pyarrow.parquet as pq
 
 from .._native import Batch, decode_columns, decode_lines
 from ..core.events import decode_event, validate_event
@@ -148,10 +147,7 @@ def _renamed_lines(block: bytes, rename: Mapping[str, str]) -> bytes:
 
 
 def _read_parquet(source: SourceFile, file_index: int, settings: ReadSettings) -> Iterator[Chunk]:
-    try:
-        parquet = pq.ParquetFile(str(source.path))
-    except (OSError, pa.ArrowException) as exc:
-        raise UnreadableFile(f"{source.path}: not a readable Parquet file ({exc})") from None
+    parquet = source.parquet()
     names = _columns_to_read(source, parquet.schema_arrow.names, settings)
     row = 0
     # Row groups are read in batches: memory stays bounded whatever the file's size.

@@ -327,6 +327,7 @@ class FeatureConsumer:
         if self._rolled_back:
             self._pipeline.discard()  # read past what Redis holds now: read again after the replay
             return
+        self._resume.note_starts(batch.events.first_offsets)
         self._pipeline.send()
 
     def _decode(self, records: list[Message]) -> WriteBatch:
@@ -357,11 +358,7 @@ class FeatureConsumer:
                 self.metrics.dead_letters.labels(letter.reason).inc()
                 self.stats.by_reason[letter.reason] = self.stats.by_reason.get(letter.reason, 0) + 1
             self.stats.dead_letters += len(letters)
-        if not self._resume.advance(
-            batch.events.next_offsets,
-            first_offsets=batch.events.first_offsets,
-            newest_event_time=self._newest_event_time,
-        ):
+        if not self._resume.advance(batch.events.next_offsets, newest_event_time=self._newest_event_time):
             self._rolled_back = True  # Redis lost writes it had acknowledged: replay, commit nothing
             return
         self._commit(batch.events.next_offsets)

@@ -59,6 +59,7 @@ class ResumePoints:
         self._expected: dict[int, int | None] = {}  # what Redis holds for each owned partition
         self._position: dict[int, int] = {}  # next offset after the last settled batch
         self.held: dict[int, str] = {}  # owned partitions paused for a history load, by holder
+        self._started: dict[int, int] = {}  # partitions whose state start this consumer recorded
 
     # ----- the log ---------------------------------------------------------------------------
 
@@ -123,6 +124,7 @@ class ResumePoints:
             self._expected.pop(partition, None)
             self._position.pop(partition, None)
             self.held.pop(partition, None)
+            self._started.pop(partition, None)
 
     # ----- history loads ---------------------------------------------------------------------
 
@@ -163,14 +165,19 @@ class ResumePoints:
 
     # ----- batches ---------------------------------------------------------------------------
 
-    def advance(self, next_offsets: dict[int, int], *, first_offsets: dict[int, int], newest_event_time: float) -> bool:
+    def note_starts(self, first_offsets: dict[int, int]) -> None:
+        """Before a partition with no state gets its first writes: record where its state starts
+        (a history load must know whether its records come before the stream's)."""
+        fresh = {p: o for p, o in first_offsets.items() if self._expected.get(p) is None and p not in self._started}
+        if fresh:
+            self._call(lambda: self._watermarks.note_starts(fresh))
+            self._started.update(fresh)
+
+    def advance(self, next_offsets: dict[int, int], *, newest_event_time: float) -> bool:
         """Record a settled batch in Redis; False when Redis no longer holds what we last saw
         (or a history load holds one of its partitions)."""
         expected = {p: self._expected.get(p) for p in next_offsets}
         status = {"applied_at": repr(time.time())}
-        for partition, before in expected.items():
-            if before is None and partition in first_offsets:  # where this partition's state starts
-                status[f"s:{partition}"] = str(first_offsets[partition])
         if newest_event_time > float("-inf"):
             status["newest_event_time"] = repr(newest_event_time)
         if not self._call(lambda: self._watermarks.advance(expected, next_offsets, status=status)):
@@ -193,6 +200,7 @@ class ResumePoints:
         """Redis went back in time: forget every cached state and replay each owned partition
         from the watermark Redis holds now (none: from the earliest retained offset)."""
         self._writer.forget_all()
+        self._started.clear()
         owned = [p for p in self._expected if p not in self.held]
         stored = self._call(lambda: self._watermarks.read(owned))
         held = self._call(lambda: self._watermarks.holds(owned))

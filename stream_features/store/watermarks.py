@@ -190,6 +190,14 @@ class Watermarks:
                 found[partition] = value if seen is None else seen if value is None else min(seen, value)
         return found
 
+    def note_starts(self, starts: dict[int, int]) -> None:
+        """Record where partitions' states start, unless already recorded (every key)."""
+        for key in self.keys:
+            pipe = self._client.pipeline(transaction=False)
+            for partition, offset in starts.items():
+                pipe.hsetnx(key, f"s:{partition}", str(offset))
+            pipe.execute()
+
     # ----- holds (history loads) ---------------------------------------------------------------
 
     def hold(self, partitions: list[int], holder: str, *, lease_seconds: float) -> None:
