@@ -38,6 +38,32 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const TTL_REFRESH_SECONDS: f64 = 86_400.0;
 
+/// What a customer write costs Redis inside `cas.lua`, by the model the call budget uses (README
+/// "Write calls and their budget"): a fixed part per customer write (the script's header parse,
+/// `HGET v`, the bookkeeping `HSET`, `EXPIRE`s), one per field set or deleted, and the bytes copied
+/// into Lua and back. Measured with `bench/write_calls.py` on the project's machines.
+const WRITE_COST_US: f64 = 6.0;
+const FIELD_COST_US: f64 = 0.8;
+const BYTES_PER_US: f64 = 2000.0;
+/// The script call's own cost (EVALSHA dispatch, KEYS and ARGV set-up).
+const CALL_COST_US: f64 = 15.0;
+
+fn splitmix64(state: u64) -> u64 {
+    let mut z = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// One customer's write (or a part of it, when its events would exceed the budget), built
+/// before it is placed in a call.
+struct Part {
+    end: usize,
+    codes: Vec<u8>,
+    args: Args,
+    cost_us: f64,
+}
+
 /// The consumer's cached customer states and what it does with them.
 #[pyclass(module = "stream_features._native")]
 pub struct Core {
@@ -46,9 +72,12 @@ pub struct Core {
     prefix: String,
     key_ttl_seconds: i64,
     customers_per_call: usize,
+    call_budget_us: f64,
     cache: AHashMap<String, StoredCustomer>,
-    cache_size: usize,
+    cache_bytes: usize,
+    cache_limit_bytes: usize,
     clock: u64,
+    versions: u64,
     sources: AHashMap<i32, String>,
     changes: Changes,
     scratch: Vec<u8>,
@@ -90,7 +119,8 @@ impl Core {
         if prepared.is_err() {
             // Their cached states may be half-updated: reload them next time.
             for &at in &chosen {
-                self.cache.remove(&batch.customers[at]);
+                let name = batch.customers[at].clone();
+                self.cache_remove(&name);
             }
         }
         self.evict();
@@ -106,51 +136,101 @@ impl Core {
     ) -> PyResult<Prepared> {
         let mut calls = Vec::new();
         let mut names = Vec::with_capacity(chosen.len());
-        for group in chosen.chunks(self.customers_per_call) {
-            let mut call = Call {
-                customers: group.to_vec(),
-                keys: Vec::with_capacity(2 * group.len()),
-                args: Args::default(),
-                codes: Vec::with_capacity(group.len()),
-            };
-            call.args.push_number(b"", self.key_ttl_seconds);
-            for &at in group {
-                let (main, aux) = self.keys_of(&batch.customers[at]);
-                call.keys.push(main);
-                call.keys.push(aux);
-                call.codes.push(self.prepare_customer(batch, at, now, sources, &mut call.args)?);
-                names.push(batch.customers[at].clone());
+        let mut call = self.new_call(false);
+        for &at in chosen {
+            let (main, aux) = self.keys_of(&batch.customers[at]);
+            let records = batch.records_of[at].len();
+            let mut renewed: Vec<String> = Vec::new();
+            let mut start = 0;
+            while start < records {
+                let part = self.prepare_part(batch, at, start, now, sources, &mut renewed)?;
+                let full = call.customers.len() >= self.customers_per_call
+                    || (!call.customers.is_empty() && call.cost_us + part.cost_us > self.call_budget_us);
+                if full {
+                    // A customer's later part starting a call continues the one before: same
+                    // connection, in order (its version follows the previous part's).
+                    let continues = start > 0 && call.customers.last() == Some(&at);
+                    calls.push(std::mem::replace(&mut call, self.new_call(continues)));
+                }
+                call.keys.push(main.clone());
+                call.keys.push(aux.clone());
+                call.args.buf.extend_from_slice(&part.args.buf);
+                call.args.count += part.args.count;
+                call.customers.push(at);
+                call.ranges.push((start as u32, part.end as u32));
+                call.codes.push(part.codes);
+                call.cost_us += part.cost_us;
+                start = part.end;
             }
+            names.push(batch.customers[at].clone());
+        }
+        if !call.customers.is_empty() {
             calls.push(call);
         }
         Ok(Prepared { calls, names })
     }
 
-    fn evict(&mut self) {
-        if self.cache.len() <= self.cache_size {
-            return;
-        }
-        // Least recently used first, down to 90% so this runs rarely.
-        let keep = self.cache_size * 9 / 10;
-        if keep == 0 {
-            self.cache.clear();
-            return;
-        }
-        let mut ages: Vec<u64> = self.cache.values().map(|c| c.last_used).collect();
-        let cut = ages.len() - keep; // < len, as len > cache_size >= keep > 0
-        let threshold = *ages.select_nth_unstable(cut).1;
-        self.cache.retain(|_, c| c.last_used >= threshold);
+    fn new_call(&self, continues: bool) -> Call {
+        let mut call = Call {
+            customers: Vec::new(),
+            ranges: Vec::new(),
+            keys: Vec::new(),
+            args: Args::default(),
+            codes: Vec::new(),
+            cost_us: CALL_COST_US,
+            continues,
+        };
+        call.args.push_number(b"", self.key_ttl_seconds);
+        call
     }
 
-    /// Apply one customer's events to its cached state and append its call arguments.
-    fn prepare_customer(
+    fn evict(&mut self) {
+        if self.cache_bytes <= self.cache_limit_bytes {
+            return;
+        }
+        // Least recently used first, down to 90% of the limit so this runs rarely.
+        let keep = self.cache_limit_bytes / 10 * 9;
+        let mut ages: Vec<(u64, usize)> = self.cache.values().map(|c| (c.last_used, c.bytes)).collect();
+        ages.sort_unstable_by_key(|&(age, _)| std::cmp::Reverse(age));
+        let mut kept = 0;
+        let mut threshold = u64::MAX;
+        for (age, bytes) in ages {
+            if kept + bytes > keep {
+                break;
+            }
+            kept += bytes;
+            threshold = age;
+        }
+        self.cache.retain(|_, c| c.last_used >= threshold);
+        self.cache_bytes = self.cache.values().map(|c| c.bytes).sum();
+    }
+
+    fn cache_insert(&mut self, customer: String, mut stored: StoredCustomer) {
+        stored.bytes = stored.approximate_bytes(&customer);
+        self.cache_bytes += stored.bytes;
+        if let Some(old) = self.cache.insert(customer, stored) {
+            self.cache_bytes -= old.bytes;
+        }
+    }
+
+    fn cache_remove(&mut self, customer: &str) {
+        if let Some(old) = self.cache.remove(customer) {
+            self.cache_bytes -= old.bytes;
+        }
+    }
+
+    /// Apply a customer's events from record `start` on to its cached state, until they are
+    /// all applied or their write would exceed the call budget (at least one event), and build
+    /// that write's arguments.
+    fn prepare_part(
         &mut self,
         batch: &Batch,
         at: usize,
+        start: usize,
         now: f64,
         sources: &AHashMap<i32, String>,
-        args: &mut Args,
-    ) -> PyResult<Vec<u8>> {
+        renewed: &mut Vec<String>,
+    ) -> PyResult<Part> {
         let name = &batch.customers[at];
         let records = &batch.records_of[at];
         self.clock += 1;
@@ -159,9 +239,14 @@ impl Core {
         changes.clear();
         let stored = self.cache.get_mut(name).ok_or_else(|| PyKeyError::new_err(format!("{name} is not loaded")))?;
         stored.last_used = self.clock;
-        let mut codes = Vec::with_capacity(records.len());
-        let mut renewed: Vec<&str> = Vec::new();
-        for &record in records {
+        // Fields are counted as they change; their bytes only once written: reckon 64 a field
+        // (a tile with its name is 16 to 120 bytes, an event id with its time 16 to 140).
+        let per_field = FIELD_COST_US + 64.0 / BYTES_PER_US;
+        let field_limit = ((self.call_budget_us - CALL_COST_US - WRITE_COST_US) / per_field).max(1.0) as usize;
+        let mut codes = Vec::new();
+        let mut end = start;
+        for &record in &records[start..] {
+            end += 1;
             let record = record as usize;
             let source = &sources[&batch.partitions[record]];
             let offset = batch.offsets[record];
@@ -170,12 +255,12 @@ impl Core {
                 codes.push(if stored.was_rejected(source, offset) { ALREADY_REJECTED } else { ALREADY_APPLIED });
                 continue;
             }
-            if !renewed.contains(&source.as_str()) {
-                // This write's too_late offsets of this partition replace the last write's,
+            if !renewed.iter().any(|r| r == source) {
+                // This batch's too_late offsets of this partition replace the last batch's,
                 // whose dead letters were acknowledged before this batch was sent; replayed
                 // records (above) are still judged against them.
                 stored.forget_rejects(source);
-                renewed.push(source.as_str());
+                renewed.push(source.clone());
             }
             stored.set_offset(source, offset);
             codes.push(match stored.state.apply(event, &settings, changes) {
@@ -186,14 +271,28 @@ impl Core {
                     TOO_LATE
                 }
             });
+            if changes.fields() >= field_limit {
+                break;
+            }
         }
         let refresh = now - stored.ttl_set_at.as_f64() >= TTL_REFRESH_SECONDS;
         if refresh {
             stored.ttl_set_at = Number::Int(now as i64);
         }
-        stored.write_arguments(changes, refresh, args, &mut self.scratch);
-        stored.version += 1; // optimistic: settle() forgets the customer if the write is refused
-        Ok(codes)
+        let mut args = Args::default();
+        // Versions are unique tokens, not counters: a customer's later part expects the one its
+        // earlier part writes, which no other writer can have written (a counter could collide).
+        self.versions = splitmix64(self.versions);
+        let version = (self.versions >> 1).max(1);
+        let stored = self.cache.get_mut(name).expect("looked up above");
+        stored.write_arguments(&self.changes, refresh, version, &mut args, &mut self.scratch);
+        stored.version = version; // optimistic: settle() forgets the customer if the write is refused
+        let changes = &self.changes;
+        let bytes = stored.approximate_bytes(name);
+        self.cache_bytes = self.cache_bytes + bytes - stored.bytes;
+        stored.bytes = bytes;
+        let cost_us = WRITE_COST_US + FIELD_COST_US * changes.fields() as f64 + args.buf.len() as f64 / BYTES_PER_US;
+        Ok(Part { end, codes, args, cost_us })
     }
 }
 
@@ -201,7 +300,7 @@ impl Core {
 impl Core {
     #[new]
     #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (*, topic, prefix, tile_seconds, retention_tiles, tiles_per_day, dedup_horizon_seconds, max_attributes, max_devices_per_tile, max_event_ids, key_ttl_seconds, customers_per_call, cache_size))]
+    #[pyo3(signature = (*, topic, prefix, tile_seconds, retention_tiles, tiles_per_day, dedup_horizon_seconds, max_attributes, max_devices_per_tile, max_event_ids, key_ttl_seconds, customers_per_call, call_budget_us, cache_limit_bytes))]
     fn new(
         topic: String,
         prefix: String,
@@ -214,7 +313,8 @@ impl Core {
         max_event_ids: usize,
         key_ttl_seconds: i64,
         customers_per_call: usize,
-        cache_size: usize,
+        call_budget_us: f64,
+        cache_limit_bytes: usize,
     ) -> Self {
         Core {
             settings: Settings {
@@ -230,8 +330,11 @@ impl Core {
             prefix,
             key_ttl_seconds,
             customers_per_call: customers_per_call.max(1),
+            call_budget_us,
             cache: AHashMap::new(),
-            cache_size,
+            cache_bytes: 0,
+            cache_limit_bytes,
+            versions: ahash::RandomState::new().hash_one(std::process::id()),
             clock: 0,
             sources: AHashMap::new(),
             changes: Changes::default(),
@@ -273,7 +376,7 @@ impl Core {
             aux.iter().map(|(f, v)| (f.as_bytes(), v.as_bytes())),
         )
         .map_err(|e| PyValueError::new_err(format!("customer {customer}: corrupt stored state: {}", e.0)))?;
-        self.cache.insert(customer, stored);
+        self.cache_insert(customer, stored);
         Ok(())
     }
 
@@ -304,18 +407,26 @@ impl Core {
         if replies.len() != prepared.calls.len() {
             return Err(PyValueError::new_err("one reply per call expected"));
         }
-        let mut conflicted = Vec::new();
+        let mut conflicted: Vec<String> = Vec::new();
         let Batch { records_of, codes: outcome_codes, customers, .. } = &mut *batch;
         for (call, reply) in prepared.calls.iter().zip(replies) {
             let flags = reply.as_deref().unwrap_or("").as_bytes();
-            for (place, (&at, codes)) in call.customers.iter().zip(&call.codes).enumerate() {
+            for (place, ((&at, &(start, end)), codes)) in
+                call.customers.iter().zip(&call.ranges).zip(&call.codes).enumerate()
+            {
                 if flags.get(place) == Some(&b'1') {
-                    for (&record, &code) in records_of[at].iter().zip(codes) {
-                        outcome_codes[record as usize] = code;
+                    let records = &records_of[at][start as usize..end as usize];
+                    for (&record, &code) in records.iter().zip(codes) {
+                        let slot = &mut outcome_codes[record as usize];
+                        // A redo after a later part failed finds the earlier parts applied:
+                        // they keep the outcome they were written with.
+                        if *slot == 0 || code != ALREADY_APPLIED {
+                            *slot = code;
+                        }
                     }
-                } else {
+                } else if !conflicted.contains(&customers[at]) {
                     let name = customers[at].clone();
-                    self.cache.remove(&name);
+                    self.cache_remove(&name);
                     conflicted.push(name);
                 }
             }
@@ -326,13 +437,14 @@ impl Core {
     /// Drop cached states (their next use reloads from Redis).
     fn forget(&mut self, customers: Vec<String>) {
         for customer in customers {
-            self.cache.remove(&customer);
+            self.cache_remove(&customer);
         }
     }
 
     /// Drop every cached state (Redis went back in time: the cache may be ahead of it).
     fn forget_all(&mut self) {
         self.cache.clear();
+        self.cache_bytes = 0;
     }
 
     /// The name per-customer offsets are kept under (`"<name>:<partition>"`): the topic, or
@@ -389,22 +501,34 @@ impl Core {
 mod tests {
     use super::*;
 
-    fn core(cache_size: usize) -> Core {
-        Core::new("t".into(), "sf".into(), 3600, 9600, 24, 604_800.0, 100, 16, 10_000, 0, 64, cache_size)
+    fn core(cache_limit_bytes: usize) -> Core {
+        Core::new("t".into(), "sf".into(), 3600, 9600, 24, 604_800.0, 100, 16, 10_000, 0, 64, 1000.0, cache_limit_bytes)
     }
 
     #[test]
-    fn eviction_keeps_the_most_recently_used() {
-        for cache_size in [0, 1, 10] {
-            let mut core = core(cache_size);
+    fn eviction_keeps_the_most_recently_used_within_the_byte_limit() {
+        for limit in [0, 100, 1000] {
+            let mut core = core(limit);
             for age in 0..25u64 {
                 let customer = StoredCustomer { last_used: age, ..StoredCustomer::default() };
-                core.cache.insert(format!("c{age}"), customer);
+                core.cache_insert(format!("c{age:02}"), customer);
             }
+            let each = core.cache["c00"].bytes;
             core.evict();
-            let kept = cache_size * 9 / 10;
+            let kept = (limit / 10 * 9) / each;
             assert_eq!(core.cache.len(), kept);
-            assert!((25 - kept as u64..25).all(|age| core.cache.contains_key(&format!("c{age}"))));
+            assert_eq!(core.cache_bytes, kept * each);
+            assert!((25 - kept as u64..25).all(|age| core.cache.contains_key(&format!("c{age:02}"))));
+        }
+    }
+
+    #[test]
+    fn versions_are_unique_tokens() {
+        let mut seen = std::collections::HashSet::new();
+        let mut state = 7;
+        for _ in 0..10_000 {
+            state = splitmix64(state);
+            assert!(seen.insert((state >> 1).max(1)));
         }
     }
 }

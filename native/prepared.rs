@@ -6,13 +6,20 @@ use pyo3::types::PyBytes;
 
 use crate::resp::{pack_command, Args};
 
-/// One `EVALSHA`: its customers (indexes into the batch), keys, arguments, and each customer's
-/// outcome codes, valid once the call is confirmed.
+/// One `EVALSHA`: its customers (indexes into the batch; one customer's events may be split
+/// over several calls, in order), which of each customer's records it writes, keys, arguments,
+/// and the outcome codes of those records, valid once the call is confirmed.
 pub(crate) struct Call {
     pub(crate) customers: Vec<usize>,
+    pub(crate) ranges: Vec<(u32, u32)>,
     pub(crate) keys: Vec<String>,
     pub(crate) args: Args,
     pub(crate) codes: Vec<Vec<u8>>,
+    /// What the call is expected to cost Redis (the budget's model, in microseconds).
+    pub(crate) cost_us: f64,
+    /// Its first customer continues the previous call's last one: send it after that call, on
+    /// the same connection.
+    pub(crate) continues: bool,
 }
 
 /// Compare-and-set calls computed against the cached states, ready to send.
@@ -32,6 +39,29 @@ impl Prepared {
     #[getter]
     fn customers(&self) -> Vec<String> {
         self.names.clone()
+    }
+
+    /// `parts + 1` call indexes cutting the calls into about equal runs for parallel
+    /// connections, never between a call and one that continues it.
+    fn bounds(&self, parts: usize) -> Vec<usize> {
+        let count = self.calls.len();
+        let parts = parts.max(1);
+        let mut out = vec![0];
+        for part in 1..parts {
+            let mut at = (count * part / parts).max(*out.last().expect("starts with 0"));
+            while at < count && self.calls[at].continues {
+                at += 1;
+            }
+            out.push(at);
+        }
+        out.push(count);
+        out.dedup();
+        out
+    }
+
+    /// The model's cost of each call, in microseconds (for benchmarks and tests).
+    fn costs(&self) -> Vec<f64> {
+        self.calls.iter().map(|call| call.cost_us).collect()
     }
 
     /// Calls `start..stop` (all by default) as pipelined `EVALSHA sha numkeys keys... args...`.

@@ -53,6 +53,16 @@ pub struct Changes {
 }
 
 impl Changes {
+    /// Fields a write of these changes sets or deletes.
+    pub fn fields(&self) -> usize {
+        self.tiles.len()
+            + self.deleted_tiles.len()
+            + self.event_ids.len()
+            + self.deleted_event_ids.len()
+            + self.attributes.len()
+            + self.deleted_attributes.len()
+    }
+
     /// Empty for the next customer. A set that grew for one busy customer is shrunk back, as
     /// clearing costs its capacity, not its length.
     pub fn clear(&mut self) {

@@ -36,6 +36,8 @@ pub struct StoredCustomer {
     pub rejects: Vec<(String, Vec<i64>)>,
     pub ttl_set_at: Number,
     pub last_used: u64,
+    /// This cached state's approximate size in memory (the writer's cache is sized in bytes).
+    pub bytes: usize,
 }
 
 impl Default for StoredCustomer {
@@ -47,6 +49,7 @@ impl Default for StoredCustomer {
             rejects: Vec::new(),
             ttl_set_at: Number::Float(f64::NEG_INFINITY),
             last_used: 0,
+            bytes: 0,
         }
     }
 }
@@ -208,9 +211,29 @@ impl StoredCustomer {
         rmp::encode::write_uint(out, state.ids_sweep_at as u64).expect(fail);
     }
 
+    /// Roughly what this state takes in memory (maps' entries and strings; a tile by its fixed
+    /// size): cheap enough to recompute at every write.
+    pub fn approximate_bytes(&self, customer: &str) -> usize {
+        const ENTRY: usize = 48; // a hash-map slot and its bookkeeping
+        let state = &self.state;
+        let tiles = state.tiles.len() * (ENTRY + std::mem::size_of::<Tile>() + 24);
+        let ids = state.seen_event_ids.len() * (ENTRY + 32);
+        let attributes = state.attributes.iter().map(|(k, (_, v))| ENTRY + k.len() + v.len() + 24).sum::<usize>();
+        let offsets = self.offsets.iter().map(|(s, _)| ENTRY + s.len()).sum::<usize>();
+        let rejects = self.rejects.iter().map(|(s, o)| ENTRY + s.len() + 8 * o.len()).sum::<usize>();
+        256 + 2 * customer.len() + tiles + ids + attributes + offsets + rejects
+    }
+
     /// Append this customer's compare-and-set arguments (layout: cas.lua): a header
     /// `"<version> <new version> <refresh> <a> <b> <c> <d>"`, `m`, then the four field lists.
-    pub fn write_arguments(&self, changes: &Changes, refresh_ttl: bool, args: &mut Args, scratch: &mut Vec<u8>) {
+    pub fn write_arguments(
+        &self,
+        changes: &Changes,
+        refresh_ttl: bool,
+        new_version: u64,
+        args: &mut Args,
+        scratch: &mut Vec<u8>,
+    ) {
         let state = &self.state;
         let start = args.buf.len();
         scratch.clear();
@@ -246,7 +269,7 @@ impl StoredCustomer {
         let header = format!(
             "{} {} {} {main_set} {main_del} {aux_set} {aux_del}",
             self.version,
-            self.version + 1,
+            new_version,
             u8::from(refresh_ttl)
         );
         let mut framed = Args::default();

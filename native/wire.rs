@@ -147,9 +147,20 @@ fn is_python_space(c: char) -> bool {
     c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
 }
 
+/// Python reads a string of digits with an optional fraction as Unix seconds (`float(text)`,
+/// correctly rounded, as Rust's parse is); only the plain ASCII shape is taken here.
+fn unix_text(text: &str) -> Option<f64> {
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, "1"));
+    let digits = |part: &str| (1..=20).contains(&part.len()) && part.bytes().all(|b| b.is_ascii_digit());
+    if !digits(whole) || !digits(fraction) {
+        return None;
+    }
+    text.parse::<f64>().ok().map(|seconds| seconds + 0.0)
+}
+
 fn timestamp(field: &Option<Scalar>) -> Option<f64> {
     match field {
-        Some(Scalar::Str(text)) => parse_rfc3339(text.as_bytes()),
+        Some(Scalar::Str(text)) => parse_rfc3339(text.as_bytes()).or_else(|| unix_text(text)),
         Some(Scalar::Int(v)) => Some(*v as f64),
         Some(Scalar::UInt(v)) => Some(*v as f64),
         Some(Scalar::Float(v)) => Some(*v + 0.0), // folds -0.0 into 0.0, as Python does
@@ -348,6 +359,15 @@ mod tests {
         assert!(decode(text, 1e9, 0.0).is_some());
         for tail in [&b"\\"[..], b"\\u", b"\\ud", b"x\\"] {
             assert!(!has_surrogate_escape(tail));
+        }
+    }
+
+    #[test]
+    fn digit_strings_are_unix_seconds() {
+        assert_eq!(unix_text("1787649165.115"), Some(1_787_649_165.115));
+        assert_eq!(unix_text("12"), Some(12.0));
+        for doubtful in ["", ".5", "5.", "1e9", " 12", "-1", "1.2.3", "١٢", "123456789012345678901"] {
+            assert_eq!(unix_text(doubtful), None, "{doubtful}");
         }
     }
 

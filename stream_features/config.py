@@ -37,6 +37,11 @@ class ServiceConfig:
     # Kafka commits are for lag and tooling (resume points are Redis's watermarks): at most one
     # per this many seconds, so hundreds of small live batches do not flood the group coordinator.
     commit_interval_seconds: float = 1.0
+    # Longest a single write call should hold Redis (µs, by the writer's cost model): a customer
+    # whose events would take longer is written in several calls, each atomic with its offsets.
+    write_call_budget_us: float = 800.0
+    # Memory for the consumer's cached customer states (a reload from Redis costs two HGETALLs).
+    writer_cache_mb: int = 1024
     # With no traffic, how often the consumer compares Redis's watermarks with its own (a wipe or
     # restore is replayed, a history load's hold is honoured, within about this long).
     idle_check_seconds: float = 1.0
@@ -211,6 +216,8 @@ def config_from_env(env: Mapping[str, str] | None = None) -> ServiceConfig:
         commit_interval_seconds=_float(
             env, "STREAM_FEATURES_COMMIT_INTERVAL_SECONDS", defaults.commit_interval_seconds
         ),
+        write_call_budget_us=_float(env, "STREAM_FEATURES_WRITE_CALL_BUDGET_US", defaults.write_call_budget_us),
+        writer_cache_mb=_int(env, "STREAM_FEATURES_WRITER_CACHE_MB", defaults.writer_cache_mb),
         idle_check_seconds=_float(env, "STREAM_FEATURES_IDLE_CHECK_SECONDS", defaults.idle_check_seconds),
         metrics_port=_int(env, "STREAM_FEATURES_METRICS_PORT", defaults.metrics_port),
         engine=engine_settings_from_env(env),

@@ -76,7 +76,8 @@ def _rust(batches: list[list[Event]], engine: EngineSettings) -> tuple[str, dict
         max_event_ids=engine.max_event_ids,
         key_ttl_seconds=0,
         customers_per_call=3,
-        cache_size=1_000_000,
+        call_budget_us=60.0,
+        cache_limit_bytes=1 << 40,
     )
     codes, offset, customers = "", 0, set()
     for events in batches:

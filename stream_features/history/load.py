@@ -50,7 +50,8 @@ from .reading import ROW_BITS, DeadRow, ReadSettings, read_file
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-CUSTOMERS_PER_ROUND = 20_000
+# A round's writes go to Redis while the next round is prepared: small enough to overlap.
+CUSTOMERS_PER_ROUND = 2_000
 # Open bucket files while reading (a larger load has larger buckets, split when read: _bucket_order).
 MAX_BUCKETS = 256
 _ROW_MASK = (1 << ROW_BITS) - 1
@@ -265,7 +266,14 @@ def _apply_and_hand_over(
         else:
             source = _load_source(options, files, report)
         rebuild = [p for p, plan in report.plans.items() if plan.mode == "rebuild"]
-        writer = StateWriter(client, config.engine, topic=source, prefix=config.key_prefix, cache_size=10_000_000)
+        writer = StateWriter(
+            client,
+            config.engine,
+            topic=source,
+            prefix=config.key_prefix,
+            call_budget_us=config.write_call_budget_us,
+            cache_bytes=1 << 40,  # a bucket's customers are forgotten after it (memory: one bucket)
+        )
         applier = _Applier(client, writer, config.key_prefix)
         try:
             progress.start_applying(sum(spill.sizes))

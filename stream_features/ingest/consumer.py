@@ -90,7 +90,14 @@ class FeatureConsumer:
         self.stop_event = stop or threading.Event()
         self.stats = RunStats()
         self._redis = redis_client(config, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30)
-        self._writer = StateWriter(self._redis, config.engine, topic=config.topic, prefix=config.key_prefix)
+        self._writer = StateWriter(
+            self._redis,
+            config.engine,
+            topic=config.topic,
+            prefix=config.key_prefix,
+            call_budget_us=config.write_call_budget_us,
+            cache_bytes=config.writer_cache_mb << 20,
+        )
         self._consumer: Consumer | None = None
         self._dlq: DeadLetterProducer | None = None
         self._assigned: set[int] = set()  # partitions this member owns now

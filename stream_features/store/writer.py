@@ -62,7 +62,8 @@ class StateWriter:
         prefix: str = DEFAULT_PREFIX,
         key_ttl_seconds: int | None = None,
         customers_per_call: int = 64,
-        cache_size: int = 200_000,
+        call_budget_us: float = 800.0,
+        cache_bytes: int = 1 << 30,
         connections: int = 4,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -83,7 +84,10 @@ class StateWriter:
             key_ttl_seconds=ttl,
             # Redis Cluster cannot run one script over keys of several slots: one customer per call.
             customers_per_call=1 if self._cluster else max(1, customers_per_call),
-            cache_size=cache_size,
+            # Each script call holds Redis for about this long at most (README, "Write calls and
+            # their budget"): a customer whose events would take longer is written in parts.
+            call_budget_us=call_budget_us,
+            cache_limit_bytes=cache_bytes,
         )
         self._source = load_script_source()
         self._sha = client.register_script(self._source).sha
@@ -182,7 +186,7 @@ class StateWriter:
             self._script_loaded = True
         count = len(prepared)
         parts = min(self._connections, max(1, count // 4))
-        bounds = [count * part // parts for part in range(parts + 1)]
+        bounds = prepared.bounds(parts)  # a customer's parts stay on one connection, in order
         sends = [
             self._senders.submit(roundtrip, self._client, prepared.packed(self._sha, start, stop), stop - start)
             for start, stop in itertools.pairwise(bounds)
