@@ -18,7 +18,7 @@ from prometheus_client import generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import redaction
-from ..config import ServiceConfig, async_redis_client
+from ..config import ServiceConfig, async_read_redis_client
 from ..errors import CohortTooLarge, InvalidQuery, StateUnreadable
 from ..metrics import ApiMetrics
 from . import api_models as models
@@ -72,8 +72,9 @@ def create_app(
     status: Any = None,
     clock: Callable[[], float] = time.time,
 ) -> FastAPI:
-    """Build the app. ``redis_client`` (redis.asyncio) defaults to one from ``config.redis_url``."""
-    client = redis_client or async_redis_client(config, socket_timeout=2, socket_connect_timeout=2)
+    """Build the app. ``redis_client`` (redis.asyncio) defaults to one for ``config.read_url``
+    (the replica lookups read from when ``REDIS_READ_URL`` is set, else the primary)."""
+    client = redis_client or async_read_redis_client(config, socket_timeout=2, socket_connect_timeout=2)
     reader = AsyncFeatureReader(client, config.engine, prefix=config.key_prefix, clock=clock)
     metrics = ApiMetrics.create()
 
