@@ -326,29 +326,28 @@ class Ingest:
             view.begin()
         watermarks = Watermarks(self.servers.primary, prefix=config.key_prefix, topic=config.topic)
         primary_view = self.views["primary"]
-        consumer = subprocess.Popen(
-            _consume_command(config), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-        )
+        log = tempfile.TemporaryFile("w+")  # noqa: SIM115 (closed below) a file: a chatty consumer never blocks
+        consumer = subprocess.Popen(_consume_command(config), stdout=subprocess.DEVNULL, stderr=log, text=True)
         collect = None
         try:
             deadline = time.monotonic() + self.timeout
             while primary_view.writes_seen() == 0:
-                _check(consumer, deadline, "the consumer's first write")
+                _check(consumer, log, deadline, "the consumer's first write")
                 time.sleep(0.005)
             started = time.monotonic()
             collect = during(started) if during is not None else None
             while sum(v or 0 for v in watermarks.read(list(range(PARTITIONS))).values()) < self.produced:
-                _check(consumer, deadline, "the backlog ingested")
+                _check(consumer, log, deadline, "the backlog ingested")
                 time.sleep(0.01)
             finished = time.monotonic()
             extra = collect(started, finished) if collect is not None else {}
-            _, stderr = consumer.communicate(timeout=60)
-            if consumer.returncode != 0:
-                raise RuntimeError(f"consumer exited {consumer.returncode}: {stderr[-2000:]}")
+            if consumer.wait(timeout=60) != 0:
+                raise RuntimeError(f"consumer exited {consumer.returncode}: {_tail(log)}")
         finally:
             if consumer.poll() is None:
                 consumer.kill()
                 consumer.wait(timeout=30)
+            log.close()
         seconds = finished - started
         result = {
             "label": label,
@@ -385,12 +384,16 @@ def _consume_command(config: ServiceConfig) -> list[str]:
     ]
 
 
-def _check(process: subprocess.Popen[str], deadline: float, what: str) -> None:
+def _check(process: subprocess.Popen[str], log: Any, deadline: float, what: str) -> None:
     if process.poll() is not None:
-        said = process.stderr.read()[-2000:] if process.stderr else ""
-        raise RuntimeError(f"the consumer exited ({process.returncode}) before {what}: {said}")
+        raise RuntimeError(f"the consumer exited ({process.returncode}) before {what}: {_tail(log)}")
     if time.monotonic() > deadline:
         raise TimeoutError(f"timed out waiting for {what}")
+
+
+def _tail(log: Any) -> str:
+    log.seek(0)
+    return str(log.read()[-2000:])
 
 
 # ---------------------------------------------------------------- the run
@@ -416,7 +419,9 @@ def main() -> None:
         ids = load(servers.primary, prefix, args.customers, args.load_events)
         if args.redis_url:  # a private Redis goes with its data
             cleanup.callback(_delete_prefix, servers.primary, prefix)
-        ensure_topics(wait_for_kafka(config), [config.topic, config.dlq_topic], partitions=PARTITIONS)
+        admin = wait_for_kafka(config)
+        ensure_topics(admin, [config.topic, config.dlq_topic], partitions=PARTITIONS)
+        cleanup.callback(admin.delete_topics, [config.topic, config.dlq_topic])
         now = time.time()
         backlog = GeneratorOptions(
             customers=args.customers, events=args.events, start=now - 365 * 86400, end=now - 60, seed=4
