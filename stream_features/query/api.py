@@ -238,15 +238,17 @@ def create_app(
 
     @app.get(
         "/readyz",
-        summary="Redis answers",
+        summary="The Redis server lookups read from answers with current data",
         response_model=None,
         responses={200: {"model": models.Ready}, **errors(503)},
     )
     async def readyz() -> Any:
         try:
-            await reader.ping()
+            problem = await reader.readiness_problem()
         except (aioredis.RedisError, OSError):
             return _error(503, "not_ready", "Redis is not reachable")
+        if problem is not None:
+            return _error(503, "not_ready", problem)
         return {"status": "ready"}
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
