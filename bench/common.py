@@ -35,6 +35,8 @@ def percentiles(samples_seconds: list[float]) -> dict[str, float]:
         "p50_ms": round(at(0.50), 4),
         "p90_ms": round(at(0.90), 4),
         "p99_ms": round(at(0.99), 4),
+        "p99_9_ms": round(at(0.999), 4),
+        "max_ms": round(ordered[-1] * 1000, 4),
         "mean_ms": round(statistics.fmean(ordered) * 1000, 4),
     }
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from .config import ServiceConfig, config_from_env, redis_client
+from .config import ServiceConfig, config_from_env, read_redis_client
 from .core.timeparse import parse_timestamp
 from .errors import StreamFeaturesError
 from .logs import configure_logging
@@ -57,7 +57,7 @@ def _timestamp(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _add_connection_flags(parser: argparse.ArgumentParser, *, kafka: bool = True) -> None:
+def _add_connection_flags(parser: argparse.ArgumentParser, *, kafka: bool = True, reads: bool = False) -> None:
     if kafka:
         parser.add_argument("--bootstrap-servers", help="Kafka bootstrap servers (env KAFKA_BOOTSTRAP_SERVERS)")
         parser.add_argument("--topic", help="events topic (env STREAM_FEATURES_TOPIC, default customer-events)")
@@ -69,6 +69,11 @@ def _add_connection_flags(parser: argparse.ArgumentParser, *, kafka: bool = True
             help="extra librdkafka setting, e.g. security.protocol=SASL_SSL (repeatable)",
         )
     parser.add_argument("--redis-url", help="Redis URL, auth and TLS included (env REDIS_URL)")
+    if reads:
+        parser.add_argument(
+            "--redis-read-url",
+            help="where lookups read, e.g. a replica, or redis+sentinel://…/SERVICE?role=replica (env REDIS_READ_URL)",
+        )
     parser.add_argument("--key-prefix", help="Redis key prefix (env STREAM_FEATURES_KEY_PREFIX, default sf)")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
@@ -90,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     consume.add_argument("--exit-when-idle", type=float, metavar="SECONDS", help="stop after this long with no records")
 
     serve = sub.add_parser("serve", help="run the HTTP API and the status page")
-    _add_connection_flags(serve)
+    _add_connection_flags(serve, reads=True)
     serve.add_argument("--group", help="consumer group whose lag the status page shows")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
@@ -107,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     features = sub.add_parser("features", help="print one customer's features")
-    _add_connection_flags(features, kafka=False)
+    _add_connection_flags(features, kafka=False, reads=True)
     features.add_argument("customer_id")
     features.add_argument("--days", type=_positive_int, default=30)
     features.add_argument("--as-of", type=_timestamp, help="ISO 8601 time or Unix seconds (default now)")
@@ -115,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     features.add_argument("--json", action="store_true", help="JSON output for scripts")
 
     at = sub.add_parser("features-at", help="features of (customer_id, as_of) rows, each as of its own time")
-    _add_connection_flags(at, kafka=False)
+    _add_connection_flags(at, kafka=False, reads=True)
     at.add_argument("rows", help="CSV (header: customer_id,as_of) or JSONL file of rows, or - for standard input")
     at.add_argument("--days", type=_positive_int, default=30)
     at.add_argument("--output", "-o", default="-", help="JSONL output file, or - for standard output")
@@ -129,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser(
         "status", help="the status page's summary in the terminal (lag, owners, dead letters, Redis)"
     )
-    _add_connection_flags(status)
+    _add_connection_flags(status, reads=True)
     status.add_argument("--group", help="consumer group (env STREAM_FEATURES_GROUP)")
     status.add_argument("--json", action="store_true", help="JSON output for scripts")
     status.add_argument("--interval", type=float, default=2.0, help="seconds between the two samples (throughput)")
@@ -174,6 +179,7 @@ def _config(args: argparse.Namespace) -> ServiceConfig:
         topic=getattr(args, "topic", None),
         group_id=getattr(args, "group", None),
         redis_url=getattr(args, "redis_url", None),
+        redis_read_url=getattr(args, "redis_read_url", None),
         key_prefix=getattr(args, "key_prefix", None),
         batch_size=getattr(args, "batch_size", None),
         metrics_port=getattr(args, "metrics_port", None),
@@ -246,7 +252,7 @@ def _cmd_features_at(args: argparse.Namespace) -> int:
     from .query.reader import FeatureReader
 
     config = _config(args)
-    reader = FeatureReader(redis_client(config, socket_timeout=10), config.engine, prefix=config.key_prefix)
+    reader = FeatureReader(read_redis_client(config, socket_timeout=10), config.engine, prefix=config.key_prefix)
     jsonl = args.rows.endswith((".jsonl", ".json", ".ndjson"))
     columns = (TextColumn("rows"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with contextlib.ExitStack() as files:
@@ -314,7 +320,7 @@ def _cmd_features(args: argparse.Namespace) -> int:
     from .query.reader import FeatureReader
 
     config = _config(args)
-    client = redis_client(config, socket_timeout=5, socket_connect_timeout=3)
+    client = read_redis_client(config, socket_timeout=5, socket_connect_timeout=3)
     reader = FeatureReader(client, config.engine, prefix=config.key_prefix)
     try:
         if args.summary:
@@ -322,18 +328,23 @@ def _cmd_features(args: argparse.Namespace) -> int:
         else:
             result = reader.get_features(args.customer_id, days=args.days, as_of=args.as_of)
     except OSError as exc:
-        raise StreamFeaturesError(f"Redis at {config.describe()['redis_url']} is not reachable: {exc}") from None
+        raise StreamFeaturesError(f"Redis at {_read_url_shown(config)} is not reachable: {exc}") from None
     except Exception as exc:
         import redis
 
         if isinstance(exc, redis.RedisError):
-            raise StreamFeaturesError(f"Redis at {config.describe()['redis_url']} is not reachable: {exc}") from None
+            raise StreamFeaturesError(f"Redis at {_read_url_shown(config)} is not reachable: {exc}") from None
         raise
     if args.json:
         print(json.dumps(result, indent=2))
     else:
         _print_table(result)
     return 0
+
+
+def _read_url_shown(config: ServiceConfig) -> str:
+    shown = config.describe()
+    return str(shown["redis_read_url"] or shown["redis_url"])
 
 
 def _print_table(result: dict[str, Any]) -> None:

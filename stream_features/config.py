@@ -10,6 +10,7 @@ from typing import Any
 from . import redaction
 from .core.settings import EngineSettings, Thresholds
 from .errors import ConfigurationError
+from .store.clients import names_a_replica
 from .store.keys import DEFAULT_PREFIX, DEFAULT_TOPIC
 
 KAFKA_OPTION_ENV_PREFIX = "STREAM_FEATURES_KAFKA_"
@@ -24,6 +25,10 @@ class ServiceConfig:
     # Extra librdkafka settings (SASL/SSL, timeouts...), passed through as given.
     kafka_options: Mapping[str, str] = field(default_factory=dict)
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # Where lookups read (the API, the status page, the CLI's reads): a replica, or replicas
+    # through Sentinel (``redis+sentinel://…/<service>?role=replica``); None = redis_url.
+    # Replicas lag the primary (README "Reading from replicas"); the consumer never uses it.
+    redis_read_url: str | None = None
     redis_cluster: bool = False
     # TLS to Redis (a rediss:// URL): the CA that signed the server's certificate, and the
     # client's own certificate and key when the server asks for one (tls-auth-clients yes).
@@ -54,6 +59,18 @@ class ServiceConfig:
     def __post_init__(self) -> None:
         # Whatever builds a config, its secrets are masked in everything this process prints.
         redaction.register(self.secrets())
+        if names_a_replica(self.redis_url):
+            raise ConfigurationError(
+                "REDIS_URL must name the primary (the consumer writes through it); "
+                "put a ?role=replica URL in REDIS_READ_URL"
+            )
+        if self.redis_read_url and self.redis_cluster:
+            raise ConfigurationError("REDIS_READ_URL is not supported with REDIS_CLUSTER")
+
+    @property
+    def read_url(self) -> str:
+        """The URL lookups read from: ``redis_read_url``, else the primary's."""
+        return self.redis_read_url or self.redis_url
 
     @property
     def dlq_topic(self) -> str:
@@ -67,7 +84,7 @@ class ServiceConfig:
             value = getattr(self, item.name)
             if item.name == "kafka_options":
                 value = {k: ("***" if _is_secret(k) else v) for k, v in value.items()}
-            elif item.name == "redis_url":
+            elif item.name in ("redis_url", "redis_read_url") and value:
                 value = _mask_url(value)
             elif item.name == "engine":
                 value = {f.name: getattr(value, f.name) for f in fields(value) if f.init and f.name != "thresholds"}
@@ -83,6 +100,7 @@ class ServiceConfig:
             "STREAM_FEATURES_TOPIC": self.topic,
             "STREAM_FEATURES_GROUP": self.group_id,
             "REDIS_URL": self.redis_url,
+            "REDIS_READ_URL": self.redis_read_url or "",
             "REDIS_CLUSTER": "1" if self.redis_cluster else "",
             "STREAM_FEATURES_KEY_PREFIX": self.key_prefix,
             "REDIS_TLS_CA_FILE": self.redis_tls_ca_file or "",
@@ -95,22 +113,25 @@ class ServiceConfig:
             env[KAFKA_OPTION_ENV_PREFIX + name.upper().replace(".", "_")] = value
         return env
 
-    def redis_options(self) -> dict[str, Any]:
-        """redis-py keyword arguments for TLS (empty for a plain connection)."""
+    def redis_options(self, url: str | None = None) -> dict[str, Any]:
+        """redis-py keyword arguments for TLS to ``url`` (default the primary's; empty for a
+        plain connection). The read URL shares the TLS files, so it must be TLS too."""
+        url = self.redis_url if url is None else url
         files = {
             "ssl_ca_certs": self.redis_tls_ca_file,
             "ssl_certfile": self.redis_tls_cert_file,
             "ssl_keyfile": self.redis_tls_key_file,
         }
         options = {name: path for name, path in files.items() if path}
-        if options and not self.redis_url.startswith(("rediss://", "rediss+sentinel://")):
+        if options and not url.startswith(("rediss://", "rediss+sentinel://")):
             raise ConfigurationError("Redis TLS files are set but the Redis URL is not rediss://")
         return options
 
     def secrets(self) -> list[str]:
         """The values that must never be printed: passwords in the Redis URL, secret Kafka options."""
         found = [value for key, value in self.kafka_options.items() if _is_secret(key)]
-        return [value for value in found + _url_secrets(self.redis_url) if value]
+        found += _url_secrets(self.redis_url) + _url_secrets(self.redis_read_url or "")
+        return [value for value in found if value]
 
     def with_overrides(self, **changes: Any) -> ServiceConfig:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -203,6 +224,7 @@ def config_from_env(env: Mapping[str, str] | None = None) -> ServiceConfig:
         group_id=env.get("STREAM_FEATURES_GROUP", defaults.group_id),
         kafka_options=kafka_options,
         redis_url=env.get("REDIS_URL", defaults.redis_url),
+        redis_read_url=env.get("REDIS_READ_URL") or None,
         redis_cluster=env.get("REDIS_CLUSTER", "").lower() in ("1", "true", "yes"),
         redis_tls_ca_file=env.get("REDIS_TLS_CA_FILE") or None,
         redis_tls_cert_file=env.get("REDIS_TLS_CERT_FILE") or None,
@@ -237,3 +259,19 @@ def async_redis_client(config: ServiceConfig, **kwargs: Any) -> Any:
     from .store.clients import async_client
 
     return async_client(config.redis_url, cluster=config.redis_cluster, **config.redis_options(), **kwargs)
+
+
+def read_redis_client(config: ServiceConfig, **kwargs: Any) -> Any:
+    """A client for lookups: the read URL (a replica) when one is set, else the primary."""
+    from .store.clients import sync_client
+
+    url = config.read_url
+    return sync_client(url, cluster=config.redis_cluster, **config.redis_options(url), **kwargs)
+
+
+def async_read_redis_client(config: ServiceConfig, **kwargs: Any) -> Any:
+    """The same for ``redis.asyncio`` (the HTTP API's reader)."""
+    from .store.clients import async_client
+
+    url = config.read_url
+    return async_client(url, cluster=config.redis_cluster, **config.redis_options(url), **kwargs)

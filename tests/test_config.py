@@ -29,6 +29,7 @@ def test_the_environment_for_workers_reads_back_to_the_same_settings() -> None:
         group_id="g",
         kafka_options={"security.protocol": "SASL_SSL"},
         redis_url="rediss://user:secret-pass@127.0.0.1:6380/1",
+        redis_read_url="rediss+sentinel://user:secret-pass@127.0.0.1:26380/sf?role=replica",
         redis_tls_ca_file="/ca.pem",
         key_prefix="p",
         api_tokens_file="/tokens",

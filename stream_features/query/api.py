@@ -18,7 +18,7 @@ from prometheus_client import generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import redaction
-from ..config import ServiceConfig, async_redis_client
+from ..config import ServiceConfig, async_read_redis_client
 from ..errors import CohortTooLarge, InvalidQuery, StateUnreadable
 from ..metrics import ApiMetrics
 from . import api_models as models
@@ -72,8 +72,9 @@ def create_app(
     status: Any = None,
     clock: Callable[[], float] = time.time,
 ) -> FastAPI:
-    """Build the app. ``redis_client`` (redis.asyncio) defaults to one from ``config.redis_url``."""
-    client = redis_client or async_redis_client(config, socket_timeout=2, socket_connect_timeout=2)
+    """Build the app. ``redis_client`` (redis.asyncio) defaults to one for ``config.read_url``
+    (the replica lookups read from when ``REDIS_READ_URL`` is set, else the primary)."""
+    client = redis_client or async_read_redis_client(config, socket_timeout=2, socket_connect_timeout=2)
     reader = AsyncFeatureReader(client, config.engine, prefix=config.key_prefix, clock=clock)
     metrics = ApiMetrics.create()
 
@@ -237,15 +238,17 @@ def create_app(
 
     @app.get(
         "/readyz",
-        summary="Redis answers",
+        summary="The Redis server lookups read from answers with current data",
         response_model=None,
         responses={200: {"model": models.Ready}, **errors(503)},
     )
     async def readyz() -> Any:
         try:
-            await reader.ping()
+            problem = await reader.readiness_problem()
         except (aioredis.RedisError, OSError):
             return _error(503, "not_ready", "Redis is not reachable")
+        if problem is not None:
+            return _error(503, "not_ready", problem)
         return {"status": "ready"}
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)

@@ -24,6 +24,7 @@ from ..core.timeparse import unix_to_iso
 from ..errors import StateUnreadable
 from ..store.clients import async_roundtrip, pack_hgetall, roundtrip
 from ..store.keys import DEFAULT_PREFIX, tiles_key
+from ..store.replication import readiness_problem
 from ..store.tile_hash import decode_customer_hash
 
 log = logging.getLogger(__name__)
@@ -250,6 +251,14 @@ class AsyncFeatureReader(_ReaderBase):
 
     async def ping(self) -> bool:
         return bool(await self._client.ping())
+
+    async def readiness_problem(self) -> str | None:
+        """Why lookups should not be sent here now (a replica that lost its primary), or None.
+        Raises when Redis does not answer."""
+        if self._cluster:
+            await self._client.ping()
+            return None
+        return readiness_problem(await self._client.info("replication"))
 
 
 def _rows_at(

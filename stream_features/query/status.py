@@ -5,7 +5,9 @@ Reads only what any operator could read: from Kafka the topic's end offsets, the
 committed offsets and members, and the dead-letter topic (its records' reasons, the last few of
 each); from Redis the consumer's watermark hash (event-time freshness), memory, and a random
 sample of customers (the largest, so a runaway producer is visible). Throughput is committed
-records per second between samples; lag is end minus committed.
+records per second between samples; lag is end minus committed. With a read URL (replicas),
+the Redis figures come from the server lookups read from, with its replication state and how
+far it is behind the primary.
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ from confluent_kafka.admin import AdminClient
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 
-from ..config import ServiceConfig, redis_client
+from ..config import ServiceConfig, read_redis_client, redis_client
 from ..ingest.kafka_io import client_settings
 from ..redaction import redact
+from ..store.replication import replication_state
 from ..store.watermarks import Watermarks
 
 log = logging.getLogger(__name__)
@@ -70,7 +73,8 @@ class StatusSampler:
         self._consumer: Consumer | None = None
         self._dlq_reader: Consumer | None = None
         self._admin: AdminClient | None = None
-        self._redis: Any = None
+        self._redis: Any = None  # the server lookups read from
+        self._primary: Any = None  # with a read URL: the primary, for the replication lag
         self._samples_taken = 0
         self.details = Details()
 
@@ -89,9 +93,10 @@ class StatusSampler:
             if client is not None:
                 client.close()
         self._consumer = self._dlq_reader = None
-        if self._redis is not None:
-            self._redis.close()
-            self._redis = None
+        for redis in (self._redis, self._primary):
+            if redis is not None:
+                redis.close()
+        self._redis = self._primary = None
 
     async def _loop(self) -> None:
         while True:
@@ -215,9 +220,10 @@ class StatusSampler:
         return reader
 
     def _read_redis(self) -> None:
-        """Freshness from the consumer's watermark hash; memory and the largest sampled customers."""
+        """Freshness from the consumer's watermark hash (as the read server has it: what lookups
+        see); memory, the largest sampled customers and, with a read URL, replication."""
         if self._redis is None:
-            self._redis = redis_client(self.config, socket_timeout=2, socket_connect_timeout=2)
+            self._redis = read_redis_client(self.config, socket_timeout=2, socket_connect_timeout=2)
         status = Watermarks(self._redis, prefix=self.config.key_prefix, topic=self.config.topic).status()
         now = time.time()
         newest = status.get("newest_event_time")
@@ -239,6 +245,21 @@ class StatusSampler:
             "bytes_per_customer_estimate": round(memory.get("used_memory", 0) / max(1, keys / 2)),
             "largest_sampled_customers": customers[:5],
         }
+        if self.config.redis_read_url:
+            self.details.redis["replication"] = self._replication()
+
+    def _replication(self) -> dict[str, Any]:
+        """The read server's role, link and lag behind the primary (the primary read second, so
+        the lag is not understated; a primary that does not answer leaves the lag out)."""
+        read = self._redis.info("replication")
+        if self._primary is None:
+            self._primary = redis_client(self.config, socket_timeout=2, socket_connect_timeout=2)
+        try:
+            primary = self._primary.info("replication")
+        except Exception as exc:  # the primary may be down while the replica answers
+            log.debug("status: primary not readable: %s", exc)
+            primary = None
+        return replication_state(read, primary)
 
     def _sample_customers(self) -> list[dict[str, Any]]:
         """``CUSTOMER_SAMPLE`` random keys; of those that are customers' tile hashes, the biggest."""

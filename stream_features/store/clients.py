@@ -4,7 +4,10 @@ Sentinel-managed primary (whose client follows a failover).
 ``redis+sentinel://[user:password@]host:port[,host:port...]/<service>[/<db>]`` names the
 sentinels and the primary's service name; the password (if any) is the data servers'
 (the sentinels are asked without one unless ``sentinel_password=`` is given in the query).
-``rediss+sentinel://`` uses TLS to the data servers.
+``rediss+sentinel://`` uses TLS to the data servers. ``?role=replica`` (read URLs only,
+``REDIS_READ_URL``) asks the sentinels for a replica instead of the primary: redis-py picks
+one of the replicas they know, round robin per new connection, and falls back to the primary
+when none is known.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from ..errors import ConfigurationError
 
 SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
+_ROLES = {"primary": False, "master": False, "replica": True, "slave": True}
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +32,7 @@ class SentinelAddress:
     password: str | None
     sentinel_password: str | None
     tls: bool
+    replica: bool = False  # ?role=replica: read from a replica the sentinels know
 
 
 def parse_sentinel_url(url: str) -> SentinelAddress | None:
@@ -46,6 +51,9 @@ def parse_sentinel_url(url: str) -> SentinelAddress | None:
     if not path or len(path) > 2 or (len(path) == 2 and not path[1].isdigit()):
         raise ConfigurationError("a sentinel URL ends with /<service name>[/<db number>]")
     query = parse_qs(parts.query)
+    role = query.get("role", ["primary"])[0]
+    if role not in _ROLES:
+        raise ConfigurationError(f"a sentinel URL's role is primary or replica, not {role!r}")
     return SentinelAddress(
         sentinels=sentinels,
         service=unquote(path[0]),
@@ -54,7 +62,14 @@ def parse_sentinel_url(url: str) -> SentinelAddress | None:
         password=unquote(parts.password) if parts.password else None,
         sentinel_password=query.get("sentinel_password", [None])[0],
         tls=parts.scheme == "rediss+sentinel",
+        replica=_ROLES[role],
     )
+
+
+def names_a_replica(url: str) -> bool:
+    """True for a sentinel URL that asks for a replica (``?role=replica``): read-only."""
+    address = parse_sentinel_url(url)
+    return address is not None and address.replica
 
 
 def _sentinel_kwargs(address: SentinelAddress, kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -77,6 +92,8 @@ def sync_client(url: str, *, cluster: bool = False, **kwargs: Any) -> Any:
     if address is not None:
         data, probe = _sentinel_kwargs(address, kwargs)
         sentinel = Sentinel(address.sentinels, sentinel_kwargs=probe)  # type: ignore[no-untyped-call]
+        if address.replica:
+            return sentinel.slave_for(address.service, **data)  # type: ignore[no-untyped-call]
         return sentinel.master_for(address.service, **data)  # type: ignore[no-untyped-call]
     if cluster:
         return RedisCluster.from_url(url, **kwargs)
@@ -92,6 +109,8 @@ def async_client(url: str, *, cluster: bool = False, **kwargs: Any) -> Any:
     if address is not None:
         data, probe = _sentinel_kwargs(address, kwargs)
         sentinel = Sentinel(address.sentinels, sentinel_kwargs=probe)  # type: ignore[no-untyped-call]
+        if address.replica:
+            return sentinel.slave_for(address.service, **data)
         return sentinel.master_for(address.service, **data)
     if cluster:
         return aioredis.RedisCluster.from_url(url, **kwargs)
