@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -12,6 +13,30 @@ import redis
 from . import services
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def pytest_report_header() -> str:
+    """Which build the tests run against (the work tree's, or an installed wheel's)."""
+    try:
+        import stream_features
+        from stream_features import _native
+    except ImportError as exc:
+        return f"stream_features: not importable ({exc})"
+    return f"stream_features: {Path(stream_features.__file__).parent} ({Path(_native.__file__).name})"
+
+
+def pytest_configure() -> None:
+    """deploy/wheel-test.sh runs the tests against an installed wheel: STREAM_FEATURES_TEST_INSTALLED
+    names its site-packages, and the run stops unless the package is imported from there."""
+    installed = os.environ.get("STREAM_FEATURES_TEST_INSTALLED")
+    if not installed:
+        return
+    import stream_features
+    from stream_features import _native
+
+    for module in (stream_features, _native):
+        if not Path(str(module.__file__)).resolve().is_relative_to(Path(installed).resolve()):
+            raise pytest.UsageError(f"{module.__name__} is imported from {module.__file__}, not from {installed}")
 
 
 def _unavailable(message: str) -> None:

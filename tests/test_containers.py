@@ -1,15 +1,18 @@
 """The testcontainers path, as far as it runs without a Docker engine (this machine has none:
 see README "Testing with Docker"): pinned images equal to deploy/, the Redis settings passed
-in, and cleanup that stops what was started, newest first, also after a failure."""
+in, and cleanup that stops what was started, newest first, also after a failure. And the
+image's Dockerfile: the wheel CI tests, installed alone, as the user compose runs."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 
 import pytest
 
 from . import containers
+from .services import ROOT
 
 
 def test_images_are_the_versions_deploy_runs() -> None:
@@ -65,3 +68,35 @@ def test_cleanup_stops_everything_started_even_after_a_failed_start(monkeypatch:
     assert stopped == ["kafka", "redis"] and containers.started() == []
     containers.stop_all()  # idempotent
     assert stopped == ["kafka", "redis"]
+
+
+def _stages(dockerfile: str) -> dict[str, str]:
+    """The Dockerfile's stages by name, each with its lines after FROM."""
+    stages: dict[str, str] = {}
+    name = ""
+    for line in dockerfile.splitlines():
+        start = re.match(r"FROM \S+ AS (\S+)$", line)
+        if start:
+            name = start.group(1)
+            stages[name] = ""
+        elif name:
+            stages[name] += line + "\n"
+    return stages
+
+
+def test_image_installs_the_wheel_ci_tests_and_nothing_else_as_non_root() -> None:
+    stages = _stages((ROOT / "Dockerfile").read_text())
+    assert list(stages) == ["build", "runtime"]
+    build, runtime = stages["build"], stages["runtime"]
+    tag = re.search(r"maturin build --release --locked --compatibility (\S+) --out /wheels", build)
+    assert tag is not None, "the build stage makes the wheel with maturin"
+    assert f"--compatibility {tag.group(1)} " in (ROOT / "deploy" / "wheel-test.sh").read_text()
+    # The runtime stage takes only the wheel (mounted from the build stage) and installs no tools.
+    assert not re.search(r"^(COPY|ADD)\b", runtime, re.M)
+    assert not re.search(r"apt-get|rustup|curl|maturin", runtime)
+    assert "--mount=type=bind,from=build,source=/wheels" in runtime
+    assert "pip install --no-cache-dir --only-binary=:all: /wheels/*.whl" in runtime
+    user = re.search(r"^USER (\d+):(\d+)$", runtime, re.M)
+    assert user is not None and user.group(1) != "0"
+    compose_users = re.findall(r'^\s+user: "(\S+)"$', (ROOT / "docker-compose.yml").read_text(), re.M)
+    assert compose_users == [f"{user.group(1)}:{user.group(2)}"] * 2  # the consumer and the API
