@@ -207,18 +207,19 @@ def cohort_request_model(retention_days: int) -> type[CohortRequest]:
             {"type": "null"},
         ]
     }
+    # A type built at run time: typed as a value, so type checkers of every pydantic agree.
+    days_type: Any = (
+        Annotated[
+            WholeNumber,
+            Field(ge=1, le=retention_days),
+            WithJsonSchema({"type": "integer", "minimum": 1, "maximum": retention_days}),
+        ]
+        | None
+    )
     model: type[CohortRequest] = create_model(
         "CohortRequest",
         __base__=CohortRequest,
-        days=(
-            Annotated[
-                WholeNumber,
-                Field(ge=1, le=retention_days),
-                WithJsonSchema({"type": "integer", "minimum": 1, "maximum": retention_days}),
-            ]
-            | None,
-            Field(None, description="window length in whole days (default 30)"),
-        ),
+        days=(days_type, Field(None, description="window length in whole days (default 30)")),
         as_of=(
             str | float | None,
             Field(None, description=AS_OF_SCHEMA["description"], json_schema_extra=as_of_schema),
