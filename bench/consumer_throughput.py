@@ -1,20 +1,27 @@
 """Kafka → Redis throughput: our consumer against a naive one-Redis-call-per-event consumer.
 
-Both read the same pre-filled topic (fresh consumer groups, fresh key prefixes) on the same
-broker and Redis, in the same run. Time runs from the first record received to the last offset
-committed (group join excluded). The naive consumer reads a prefix of the topic (it is slow); its
-events/s is what matters.
+Every variant of ours (an appendfsync policy, the previous release's batch cut, ...) reads the
+same pre-filled topic (a fresh consumer group and key prefix per run) on the same broker and
+Redis. The variants alternate: ``--rounds`` rounds, each running every variant once, the order
+rotated every round (A B, B A, A B, ...), so no variant always runs first or last and a drift of
+the machine over the run cannot decide a comparison; before each run Redis's append-only file is
+rewritten and any rewrite waited for, so one run's aftermath does not land on the next. Reported
+per variant: the median, min and max over rounds, and each variant's ratio to the first one
+within the same round (median, min, max). Time runs from the first record received to the last
+offset committed (group join excluded). The naive consumer reads a prefix of the topic (it is
+slow); its events/s is what matters.
 
-    python3 -m bench.consumer_throughput --events 1000000 --customers 100000
+    python3 -m bench.consumer_throughput --events 1000000 --customers 100000 --rounds 3
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import time
 import uuid
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import redis
 from confluent_kafka import Consumer, TopicPartition
@@ -119,6 +126,26 @@ def _delete_prefix(client: redis.Redis, prefix: str) -> None:
         client.unlink(*keys)
 
 
+def _settle(client: redis.Redis, timeout: float = 300) -> None:
+    """Start every run from the same Redis: the append-only file rewritten down to what Redis
+    holds, no rewrite running. Otherwise a rewrite the previous run triggered, or a file grown
+    by the runs before, would land on whichever variant runs next."""
+    if client.config_get("appendonly")["appendonly"] != "yes":
+        return
+    deadline = time.monotonic() + timeout
+    while _rewriting(client) and time.monotonic() < deadline:  # one already running: let it end
+        time.sleep(0.2)
+    client.bgrewriteaof()
+    time.sleep(0.2)
+    while _rewriting(client) and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+def _rewriting(client: redis.Redis) -> bool:
+    info = client.info("persistence")
+    return bool(info["aof_rewrite_in_progress"] or info["aof_rewrite_scheduled"])
+
+
 def committed_end(config: ServiceConfig) -> int:
     probe = Consumer({"bootstrap.servers": config.kafka_bootstrap_servers, "group.id": "probe"})
     metadata = probe.list_topics(config.topic, timeout=10).topics[config.topic]
@@ -127,6 +154,49 @@ def committed_end(config: ServiceConfig) -> int:
     )
     probe.close()
     return total
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way of running ours over the topic. To compare another, add one in ``variants``."""
+
+    label: str
+    fsync: str  # Redis appendfsync during the run
+    consumer_class: type[_TimedConsumer] = _TimedConsumer
+
+
+def variants(args: argparse.Namespace) -> list[Variant]:
+    """The first is the baseline every other one is compared with, round by round."""
+    policies = args.fsync.split(",")
+    chosen = [Variant(policy, policy) for policy in policies]
+    if args.previous_batching:
+        chosen.append(Variant(f"{policies[0]}, previous batch cut", policies[0], _TimedPreviousBatching))
+    return chosen
+
+
+def round_order(chosen: list[Variant], round_index: int) -> list[Variant]:
+    """Rotated by one each round: over len(chosen) rounds every variant runs in every position."""
+    shift = round_index % len(chosen)
+    return chosen[shift:] + chosen[:shift]
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    return {"median": round(statistics.median(values), 3), "min": min(values), "max": max(values)}
+
+
+def summarize(runs: list[dict[str, float]]) -> dict[str, object]:
+    fields = ("events_per_s", "consumer_cpu_us_per_event", "redis_cpu_us_per_event", "memory_bytes_per_customer")
+    return {**{field: spread([run[field] for run in runs]) for field in fields}, "runs": runs}
+
+
+def ratios_to_first(chosen: list[Variant], runs: dict[str, list[dict[str, float]]]) -> dict[str, dict[str, float]]:
+    """Each variant's events/s over the first variant's in the same round (paired: same hour)."""
+    baseline = {run["round"]: run["events_per_s"] for run in runs[chosen[0].label]}
+    out = {}
+    for variant in chosen[1:]:
+        ratios = [run["events_per_s"] / baseline[run["round"]] for run in runs[variant.label]]
+        out[variant.label] = {key: round(value, 3) for key, value in spread(ratios).items()}
+    return out
 
 
 def main() -> None:
@@ -138,15 +208,20 @@ def main() -> None:
     parser.add_argument(
         "--fsync",
         default="everysec,always",
-        help="Redis appendfsync policies to run ours under, in order (the first is deploy/redis.conf's)",
+        help="Redis appendfsync policies to run ours under (the first is deploy/redis.conf's and the baseline)",
     )
     parser.add_argument(
         "--previous-batching",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="also run ours with the previous release's batch cut (same fsync as the first run)",
+        help="also run ours with the previous release's batch cut (same fsync as the first policy)",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds of every variant, the order rotated each round (default 3)"
     )
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     run_id = uuid.uuid4().hex[:8]
     config = ServiceConfig(
         kafka_bootstrap_servers=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
@@ -165,36 +240,43 @@ def main() -> None:
     assert committed_end(config) == produced
     client = redis.Redis.from_url(config.redis_url)
     shipped = client.config_get("appendfsync")["appendfsync"]
-    ours: dict[str, dict[str, float]] = {}
-    memory_per_customer = 0
+    chosen = variants(args)
+    runs: dict[str, list[dict[str, float]]] = {variant.label: [] for variant in chosen}
+    orders: list[list[str]] = []
     try:
-        runs = [(policy, _TimedConsumer) for policy in args.fsync.split(",")]
-        if args.previous_batching:
-            runs.append((runs[0][0], _TimedPreviousBatching))
-        for index, (policy, consumer_class) in enumerate(runs):
-            client.config_set("appendfsync", policy)
-            run = replace(config, group_id=f"{config.group_id}-{index}", key_prefix=f"{config.key_prefix}-{index}")
-            memory_before = client.info("memory")["used_memory"]
-            label = f"{index + 1}: {policy}" + (
-                ", previous batch cut" if consumer_class is _TimedPreviousBatching else ""
-            )
-            ours[label] = run_ours(run, produced, consumer_class)
-            memory_per_customer = round((client.info("memory")["used_memory"] - memory_before) / args.customers)
-            _delete_prefix(client, run.key_prefix)
+        for round_index in range(args.rounds):
+            order = round_order(chosen, round_index)
+            orders.append([variant.label for variant in order])
+            for position, variant in enumerate(order):
+                _settle(client)
+                client.config_set("appendfsync", variant.fsync)
+                tag = f"{round_index}-{chosen.index(variant)}"
+                run = replace(config, group_id=f"{config.group_id}-{tag}", key_prefix=f"{config.key_prefix}-{tag}")
+                memory_before = client.info("memory")["used_memory"]
+                result: dict[str, float] = {"round": round_index, "position": position}
+                result.update(run_ours(run, produced, variant.consumer_class))
+                memory_used = client.info("memory")["used_memory"] - memory_before
+                result["memory_bytes_per_customer"] = round(memory_used / args.customers)
+                runs[variant.label].append(result)
+                print(f"round {round_index + 1}/{args.rounds}: {variant.label}: {result['events_per_s']} events/s")
+                _delete_prefix(client, run.key_prefix)
     finally:
         client.config_set("appendfsync", shipped)
     naive = run_naive(config, min(args.naive_events, produced))
-    first = next(iter(ours.values()))
+    first = summarize(runs[chosen[0].label])
     write_results(
         "consumer_throughput",
         {
             "events": produced,
             "customers": args.customers,
             "batch_size": args.batch_size,
-            "ours_by_appendfsync": ours,
+            "rounds": args.rounds,
+            "order_per_round": orders,
+            "ours_by_appendfsync": {label: summarize(found) for label, found in runs.items()},
+            "events_per_s_ratio_to_first_same_round": ratios_to_first(chosen, runs),
             "naive_one_call_per_event": naive,
-            "speedup_vs_naive": round(first["events_per_s"] / naive["events_per_s"], 1),
-            "redis_memory_bytes_per_customer": memory_per_customer,
+            "speedup_vs_naive": round(first["events_per_s"]["median"] / naive["events_per_s"], 1),  # type: ignore[index]
+            "redis_memory_bytes_per_customer": first["memory_bytes_per_customer"]["median"],  # type: ignore[index]
         },
     )
 

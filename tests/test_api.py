@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator
 from urllib.parse import quote
@@ -10,11 +11,13 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from stream_features import CustomerActivityFeatures
+from stream_features import CustomerActivityFeatures, EngineSettings, InvalidEvent, decode_event
 from stream_features.config import ServiceConfig
+from stream_features.core.events import Event, ProfileEvent
 from stream_features.generate import GeneratorOptions, generate_events
 from stream_features.query.api import create_app
 
+from . import reference
 from .loaders import load
 
 pytestmark = pytest.mark.integration
@@ -22,16 +25,18 @@ NOW = time.time()
 AS_OF = NOW - 600
 
 
+LINES = [
+    *generate_events(GeneratorOptions(customers=150, events=3000, start=NOW - 120 * 86400, end=NOW - 3600)),
+    b'{"type":"profile","customer_id":"a/b {c} \xf0\x9f\x99\x82","timestamp":%d,"attributes":{"tier":"gold"}}'
+    % int(NOW - 7200),
+]
+
+
 @pytest.fixture
 def loaded(
     redis_client: redis.Redis, redis_url: str, key_prefix: str
 ) -> Iterator[tuple[TestClient, CustomerActivityFeatures]]:
-    lines = list(generate_events(GeneratorOptions(customers=150, events=3000, start=NOW - 120 * 86400, end=NOW - 3600)))
-    odd = [
-        b'{"type":"profile","customer_id":"a/b {c} \xf0\x9f\x99\x82","timestamp":%d,"attributes":{"tier":"gold"}}'
-        % int(NOW - 7200)
-    ]
-    engine = load(redis_client, key_prefix, lines + odd, now=NOW)
+    engine = load(redis_client, key_prefix, LINES, now=NOW)
     app = create_app(ServiceConfig(redis_url=redis_url, key_prefix=key_prefix))
     with TestClient(app) as client:
         yield client, engine
@@ -56,8 +61,11 @@ def test_daily_activity_equals_the_memory_engine_and_the_window_counts(
     loaded: tuple[TestClient, CustomerActivityFeatures],
 ) -> None:
     """Events per day for the status page's chart: the sum of the last d days is what a window
-    of d days counts (purchases + sessions + carts + tickets + profiles)."""
+    of d days counts (purchases + sessions + carts + tickets + profiles), counted here from the
+    raw events by the brute-force reference."""
     client, engine = loaded
+    accepted = _accepted_by_customer(LINES)
+    high = math.floor(AS_OF / 3600)
     for customer in engine.customer_ids()[:30]:
         response = client.get(f"/v1/customers/{quote(customer, safe='')}/activity", params={"as_of": AS_OF})
         assert response.status_code == 200
@@ -65,10 +73,24 @@ def test_daily_activity_equals_the_memory_engine_and_the_window_counts(
         assert body == engine.get_daily_activity(customer, as_of=AS_OF)
         assert len(body["days"]) == 90
         for days in (1, 7, 30, 90):
+            window = [e for e in accepted[customer] if high - days * 24 < math.floor(e.timestamp / 3600) <= high]
+            assert sum(day["events"] for day in body["days"][-days:]) == len(window)
             flat = engine.get_all_features(customer, days, AS_OF)
             counted = flat["purchase_count"] + flat["session_count"] + flat["cart_count"]
-            counted += flat["support_ticket_count"]
-            assert sum(day["events"] for day in body["days"][-days:]) >= counted
+            counted += flat["support_ticket_count"] + sum(isinstance(e, ProfileEvent) for e in window)
+            assert counted == len(window)
+
+
+def _accepted_by_customer(lines: list[bytes]) -> dict[str, list[Event]]:
+    """Each customer's valid events that the contract keeps (too_late and duplicates dropped)."""
+    events: dict[str, list[Event]] = {}
+    for line in lines:
+        try:
+            event = decode_event(line, now=NOW)
+        except InvalidEvent:
+            continue
+        events.setdefault(event.customer_id, []).append(event)
+    return {customer: reference.accept_in_order(mine, EngineSettings()) for customer, mine in events.items()}
 
 
 def test_odd_ids_in_the_path(loaded: tuple[TestClient, CustomerActivityFeatures]) -> None:

@@ -10,10 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from redis.cluster import RedisCluster
 
 from stream_features.generate import GeneratorOptions, generate_events
-from stream_features.query.reader import FeatureReader
 
 from .private_redis import PrivateRedis
 from .streaming import Pipeline, assert_same_state, memory_engine, wait_until
@@ -87,7 +85,5 @@ def test_one_shard_restored_from_an_older_copy_under_two_consumers(
     logs = "".join(c.stderr.read().decode() for c in (first, second) if c.stderr)
     assert "went back in time" in logs
     engine, _ = memory_engine(lines, time.time())
-    pipeline.reader = lambda settings=None: FeatureReader(  # type: ignore[method-assign]
-        RedisCluster.from_url(url), settings, prefix="shardtest"
-    )
+    pipeline.cluster = True
     assert assert_same_state(engine, pipeline, as_of=time.time()) > 800

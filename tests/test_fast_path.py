@@ -32,7 +32,11 @@ def customers(redis_client: redis.Redis, key_prefix: str) -> list[str]:
 
 
 def test_ordinary_requests_get_the_routes_exact_answer(customers: list[str], redis_url: str, key_prefix: str) -> None:
-    with TestClient(create_app(ServiceConfig(redis_url=redis_url, key_prefix=key_prefix))) as client:
+    """The fast path answers every ordinary request itself (the route behind it never sees one),
+    byte for byte as the route answers the same request."""
+    app = create_app(ServiceConfig(redis_url=redis_url, key_prefix=key_prefix))
+    with TestClient(app) as client:
+        passed = _count_passed_to_the_route(app)
         for customer in [*customers[:10], "never-seen", "a/b {c}"]:
             # Always an as_of: without one each request is answered as of its own now.
             for query in (
@@ -42,11 +46,34 @@ def test_ordinary_requests_get_the_routes_exact_answer(customers: list[str], red
             ):
                 url = f"/v1/customers/{quote(customer, safe='')}/features{query}"
                 fast = client.get(url)
+                assert passed == [], f"the fast path handed {passed} to the route"
                 # An unknown parameter is not ordinary: the FastAPI route answers (and ignores it).
                 routed = client.get(url + "&unused=1")
+                assert len(passed) == 1 and passed.pop().endswith("&unused=1")
                 assert fast.status_code == routed.status_code == 200
                 assert fast.content == routed.content
                 assert fast.headers["content-type"] == routed.headers["content-type"]
+
+
+def _count_passed_to_the_route(app: Any) -> list[str]:
+    """Wrap what the app's fast path hands requests to; returns the list of requests it hands on."""
+    layer = app.middleware_stack  # built when the TestClient started the app
+    for _ in range(20):
+        if isinstance(layer, FeaturesFastPath):
+            break
+        layer = layer.app
+    else:
+        raise AssertionError("no FeaturesFastPath in the app's middleware")
+    passed: list[str] = []
+    inner = layer.app
+
+    async def counting(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            passed.append(scope["path"] + "?" + scope["query_string"].decode())
+        await inner(scope, receive, send)
+
+    layer.app = counting
+    return passed
 
 
 def test_only_ordinary_requests_are_answered_here(customers: list[str], redis_url: str, key_prefix: str) -> None:

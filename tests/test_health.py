@@ -53,8 +53,11 @@ def test_a_running_consumer_answers_its_probes(pipeline: Pipeline) -> None:
         assert _get(port, "/healthz")[0] == 200
         wait_until(lambda: _get(port, "/readyz")[0] == 200, timeout=60, what="joined the group")
         assert _get(port, "/readyz")[1]["reason"] == "joined and making progress"
+        # Prometheus text with the consumer's own metrics (urlopen raises on anything but 2xx).
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-            assert b"stream_features_events_total" in response.read() or response.status == 200
+            status, content_type, body = response.status, response.headers["Content-Type"], response.read()
+        assert status == 200 and content_type.startswith("text/plain"), (status, content_type)
+        assert b"# TYPE stream_features_events_total counter" in body
     finally:
         stop(consumer)
 

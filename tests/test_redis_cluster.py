@@ -135,7 +135,5 @@ def test_consumer_end_to_end_on_a_cluster(
     finally:
         pipeline.cleanup()
     engine, _ = memory_engine(lines, time.time())
-    pipeline.reader = lambda settings=None: FeatureReader(  # type: ignore[method-assign]
-        RedisCluster.from_url(cluster_url), settings, prefix="clusterstream"
-    )
+    pipeline.cluster = True
     assert assert_same_state(engine, pipeline, as_of=time.time()) > 250

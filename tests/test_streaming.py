@@ -78,18 +78,35 @@ def test_sigkill_at_random_moments_then_restart_gives_clean_state(pipeline: Pipe
 
 
 def test_two_consumers_with_rebalance_mid_stream(pipeline: Pipeline) -> None:
+    """A second consumer joins mid-stream and takes partitions, then the first leaves mid-stream
+    and the second takes them all; every event is applied exactly once. Produced in three parts,
+    so each group shape has records of its own to read however fast the consumers are; who holds
+    what is the broker's view of the group."""
     lines = recent_events(40000, 2000, seed=13)
-    pipeline.produce(lines)
+    parts = lines[:20000], lines[20000:30000], lines[30000:]
+    pipeline.produce(parts[0])
     first = pipeline.start_consumer("--batch-size", "1000")
     wait_until(lambda: pipeline.committed() > 2000, timeout=60, what="first consumer progress")
-    second = pipeline.start_consumer("--batch-size", "1000", "--exit-when-idle", "4")  # rebalance: join
-    wait_until(lambda: pipeline.committed() > 15000, timeout=90, what="progress with two consumers")
+    assert pipeline.members() == [[0, 1, 2, 3]]
+    second = pipeline.start_consumer("--batch-size", "1000")  # rebalance: join
+    wait_until(lambda: _both_hold_partitions(pipeline), timeout=60, what="the second consumer to get partitions")
+    pipeline.produce(parts[1])  # read while both hold partitions
+    wait_until(lambda: pipeline.committed() >= 30000, timeout=90, what="the second part with two consumers")
+    assert _both_hold_partitions(pipeline), pipeline.members()  # no one left meanwhile
     assert stop(first) == 0  # rebalance: leave, partitions move to the second consumer
-    assert second.wait(timeout=180) == 0
+    wait_until(lambda: pipeline.members() == [[0, 1, 2, 3]], timeout=60, what="the second consumer to take all")
+    pipeline.produce(parts[2])  # read by the second consumer alone
     pipeline.wait_all_committed()
+    assert pipeline.members() == [[0, 1, 2, 3]] and second.poll() is None
+    assert stop(second) == 0
     now = time.time()
     engine, _ = memory_engine(lines, now)
     assert assert_same_state(engine, pipeline, as_of=now) > 1500
+
+
+def _both_hold_partitions(pipeline: Pipeline) -> bool:
+    members = pipeline.members()
+    return len(members) == 2 and all(members) and sorted(p for held in members for p in held) == [0, 1, 2, 3]
 
 
 def test_malformed_batch_goes_to_dead_letters_and_valid_events_apply(pipeline: Pipeline) -> None:
