@@ -198,47 +198,43 @@ def test_history_from_files_equals_history_from_kafka(
 def test_running_a_load_twice_or_after_a_sigkill_gives_the_state_of_one_run(
     pipeline: Pipeline, redis_client: redis.Redis, tmp_path: Path
 ) -> None:
-    lines = history(60000, 6000, seed=22)
+    lines = history(200000, 10000, seed=22)
     rows = rows_of(lines)
     path = tmp_path / "history.parquet"
     write_parquet(path, [r for _, r in rows])
-    once = replace(pipeline.config, key_prefix=f"{pipeline.prefix}:once")
-    first = load(once, [path], tmp_path)
-    expected = stored(redis_client, once.key_prefix)
-    assert first.applied > 50000
-    again = load(once, [path], tmp_path)
-    assert (again.applied, again.duplicates, again.already_loaded) == (0, 0, first.applied + first.duplicates)
-    assert stored(redis_client, once.key_prefix) == expected
 
-    killed = replace(pipeline.config, key_prefix=f"{pipeline.prefix}:killed")
-    command = [sys.executable, "-m", "stream_features", "backfill", str(path), "--redis-url", pipeline.redis_url]
-    command += ["--key-prefix", killed.key_prefix, "--no-progress", "--bucket-events", "4000"]
-    command += ["--dead-letters", str(tmp_path / "killed.jsonl")]
+    def command(prefix: str) -> list[str]:
+        return [
+            *(sys.executable, "-m", "stream_features", "backfill", str(path), "--redis-url", pipeline.redis_url),
+            *("--key-prefix", prefix, "--no-progress", "--bucket-events", "4000", "--json"),
+            *("--dead-letters", str(tmp_path / f"{prefix}.jsonl")),
+        ]
+
+    once = f"{pipeline.prefix}:once"
+    started = time.monotonic()
+    first = json.loads(subprocess.run(command(once), capture_output=True, check=True, timeout=300).stdout)
+    whole = time.monotonic() - started
+    expected = stored(redis_client, once)
+    assert first["applied"] > 150000
+    again = load(replace(pipeline.config, key_prefix=once), [path], tmp_path)
+    assert (again.applied, again.duplicates, again.already_loaded) == (0, 0, first["applied"] + first["duplicates"])
+    assert stored(redis_client, once) == expected
+
+    killed = f"{pipeline.prefix}:killed"
     rng = random.Random(3)
     kills = 0
     for _ in range(3):
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        try:
-            before = len(stored(redis_client, killed.key_prefix))
-            wait_until(
-                lambda b=before, p=process: (
-                    len(list(redis_client.scan_iter(match=f"{killed.key_prefix}:*", count=1000))) > b
-                    or p.poll() is not None
-                ),
-                timeout=60,
-                interval=0.05,
-                what="the load writing",
-            )
-            time.sleep(rng.uniform(0.0, 0.3))
-        finally:
-            if process.poll() is None:
-                process.send_signal(signal.SIGKILL)
-                kills += 1
+        process = subprocess.Popen(command(killed), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:  # at a random moment of a run: starting, reading, scattering or writing
+            process.wait(timeout=rng.uniform(0.15, 0.7) * whole)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGKILL)
             process.wait(timeout=10)
+            kills += 1
     assert kills >= 2, "the load finished before it could be killed"
-    final = subprocess.run(command, capture_output=True, timeout=300)
+    final = subprocess.run(command(killed), capture_output=True, timeout=300)
     assert final.returncode == 0, final.stderr.decode()[-2000:]
-    assert stored(redis_client, killed.key_prefix) == expected
+    assert stored(redis_client, killed) == expected
 
 
 # ----- handing over to the stream -------------------------------------------------------------
