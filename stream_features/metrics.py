@@ -40,6 +40,7 @@ class ConsumerMetrics:
     caps_reached: Counter
     rollbacks: Counter
     records_replayed: Counter
+    replay_remaining: Gauge
     topic_resets: Counter
     records_unrecoverable: Counter
     quarantined: Counter
@@ -112,6 +113,11 @@ class ConsumerMetrics:
             records_replayed=Counter(
                 "stream_features_records_replayed",
                 "Records read again from Kafka because Redis went back in time",
+                registry=r,
+            ),
+            replay_remaining=Gauge(
+                "stream_features_replay_records_remaining",
+                "Records still to replay because Redis went back in time (0 when no replay is under way)",
                 registry=r,
             ),
             topic_resets=Counter(

@@ -120,3 +120,57 @@ def test_a_re_created_topic_is_a_new_log(pipeline: Pipeline, kafka_bootstrap: st
     consumer = pipeline.start_consumer("--exit-when-idle", "3")
     stderr = _finish_and_compare(pipeline, consumer, first + second)
     assert "re-created" in stderr
+
+
+def test_a_restore_while_idle_shows_as_lag_at_once_and_readiness_waits_for_the_replay(
+    pipeline: Pipeline, private_redis: PrivateRedis, tmp_path: Path
+) -> None:
+    """Redis restored from an older copy while the consumer is idle and caught up: Kafka's group
+    lag (what every dashboard shows) counts the records to replay within 2 s of Redis answering
+    again, the consumer's /readyz says it is replaying until it is done, and once lag is back to
+    0 every customer is right."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    from .private_redis import free_port
+
+    lines = recent_events(40000, 2000, seed=47)
+    pipeline.produce(lines[:5000])
+    port = free_port()
+    consumer = pipeline.start_consumer("--batch-size", "100", "--metrics-port", str(port))
+    pipeline.wait_all_committed(timeout=120)
+    private_redis.snapshot(tmp_path / "older")
+    pipeline.produce(lines[5000:])
+    pipeline.wait_all_committed(timeout=240)  # idle and caught up: lag 0
+    assert pipeline.end_offsets() - pipeline.committed() == 0
+
+    def readiness() -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as response:
+                return response.status, json.loads(response.read())["reason"]
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())["reason"]
+
+    private_redis.kill()
+    private_redis.restore(tmp_path / "older")
+    private_redis.start()
+    back = time.monotonic()
+    wait_until(lambda: pipeline.end_offsets() - pipeline.committed() > 30000, timeout=2, interval=0.05, what="lag")
+    assert time.monotonic() - back < 2
+    seen: set[str] = set()
+    deadline = time.monotonic() + 240
+    while pipeline.end_offsets() - pipeline.committed() > 0 and time.monotonic() < deadline:
+        status, reason = readiness()
+        if status == 503:
+            seen.add(reason.split(" since ")[0].split(" ")[0])
+        time.sleep(0.05)
+    assert "replaying" in seen
+    wait_until(lambda: readiness()[0] == 200, timeout=30, what="ready after the replay")
+    assert consumer.poll() is None
+    consumer.terminate()
+    assert consumer.wait(timeout=60) == 0
+    now = time.time()
+    engine, _ = memory_engine(lines, now)
+    assert assert_same_state(engine, pipeline, as_of=now) > 1000
+    assert "went back in time" in consumer.stderr.read().decode()  # type: ignore[union-attr]

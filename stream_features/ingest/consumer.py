@@ -53,6 +53,9 @@ from .resume import ResumePoints
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 CONSUME_CHUNK = 1000
+# Back-off between retries of an unavailable Redis: short, so a Redis that comes back (restored
+# from a backup, failed over) is noticed within a second, and a replay shows at once.
+MAX_RETRY_DELAY_SECONDS = 1.0
 # Held partitions (a history load, resume.py) are checked this often for their hand-over.
 HOLD_CHECK_SECONDS = 1.0
 # Redis states that end by themselves (store/transient.py) are waited out and retried. A script
@@ -369,6 +372,8 @@ class FeatureConsumer:
             self._rolled_back = True  # Redis lost writes it had acknowledged: replay, commit nothing
             return
         self._commit(batch.events.next_offsets)
+        if self.progress.replaying or self._resume.replays:
+            self._report_replay()
         self.progress.settled = time.monotonic()
         self.stats.records += batch.events.records
         self.stats.batches += 1
@@ -405,8 +410,26 @@ class FeatureConsumer:
         """Replay every owned partition from what Redis holds now (see resume.py)."""
         assert self._consumer is not None
         self._rolled_back = False
-        self._resume.rewind(self._consumer)
+        rewound = self._resume.rewind(self._consumer)
         self._resume.pause_held(self._consumer)
+        if rewound:
+            # Committed at once and waited for: Kafka's group lag (what dashboards, Burrow and
+            # kafka-consumer-groups show) counts the records to replay from now, not from the
+            # first replayed batch.
+            self._committed.update(rewound)
+            self._commit_due = False
+            self._last_commit = time.monotonic()
+            offsets = [TopicPartition(self.config.topic, p, o) for p, o in rewound.items() if p in self._assigned]
+            try:
+                self._consumer.commit(offsets=offsets, asynchronous=False)
+            except KafkaException as exc:
+                self._note_commit_failure(exc.args[0])
+        self._report_replay()
+
+    def _report_replay(self) -> None:
+        remaining, since = self._resume.replay_remaining()
+        self.progress.replaying, self.progress.replaying_since = remaining, since
+        self.metrics.replay_remaining.set(remaining)
 
     def _resume_handed_over(self) -> None:
         """Held partitions that a history load has handed over are read again from there."""
@@ -486,7 +509,7 @@ class FeatureConsumer:
                 self.metrics.retries.labels(target).inc()
                 log.warning("%s unavailable, retrying in %.1fs: %s", target, delay, exc)
                 self.stop_event.wait(delay)
-                delay = min(delay * 2, 5.0)
+                delay = min(delay * 2, MAX_RETRY_DELAY_SECONDS)
 
     def _on_stats(self, raw: str) -> None:
         """librdkafka statistics (every few seconds, from the poll loop): per-partition lag."""

@@ -2,8 +2,10 @@
 
 - ``/healthz`` (liveness): the main loop turned within ``LIVENESS_SECONDS``. Waiting out a Redis
   or Kafka outage counts as turning: restarting would not help, and nothing is lost meanwhile.
-- ``/readyz`` (readiness): the consumer joined its group, and it is not stuck: with lag above
-  zero, a batch was settled within ``stall_seconds``.
+- ``/readyz`` (readiness): the consumer joined its group, it is not replaying records Redis lost
+  (after Redis went back in time, features are behind until the replay is done: a deployment can
+  hold traffic on it), and it is not stuck: with lag above zero, a batch was settled within
+  ``stall_seconds``.
 - ``/metrics``: Prometheus, as before.
 
 Each answers JSON ``{"status": ..., "reason": ...}`` with 200 or 503.
@@ -31,6 +33,8 @@ class Progress:
     joined: bool = False
     settled: float = 0.0
     lag: int = 0
+    replaying: int = 0  # records still to replay after Redis went back in time
+    replaying_since: float = 0.0  # wall clock
 
     def beat(self) -> None:
         self.heartbeat = time.monotonic()
@@ -45,6 +49,9 @@ def liveness(progress: Progress, now: float) -> tuple[bool, str]:
 def readiness(progress: Progress, now: float, stall_seconds: float) -> tuple[bool, str]:
     if not progress.joined:
         return False, "not in the consumer group yet"
+    if progress.replaying:
+        since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(progress.replaying_since))
+        return False, f"replaying {progress.replaying} records since {since}"
     if progress.lag > 0 and now - progress.settled > stall_seconds:
         return False, f"{progress.lag} records behind and no batch settled for {now - progress.settled:.0f} s"
     return True, "joined and making progress"

@@ -16,6 +16,7 @@ id starts a new epoch, and per-customer offsets are kept under ``<topic>~<epoch>
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -60,6 +61,9 @@ class ResumePoints:
         self._position: dict[int, int] = {}  # next offset after the last settled batch
         self.held: dict[int, str] = {}  # owned partitions paused for a history load, by holder
         self._started: dict[int, int] = {}  # partitions whose state start this consumer recorded
+        # Replays under way after Redis went back in time: partition → (offset the replay reaches
+        # at its end, wall clock when it began). Kept with the watermarks for status pages.
+        self.replays: dict[int, tuple[int, float]] = {}
 
     # ----- the log ---------------------------------------------------------------------------
 
@@ -94,8 +98,9 @@ class ResumePoints:
     def starting_points(self, consumer: Consumer, partitions: list[TopicPartition]) -> dict[int, int]:
         """Set each newly owned partition's offset to Redis's watermark (none: the earliest).
 
-        Returns the partitions whose Kafka commit is behind Redis (a consumer stopped before its
-        commit): committing the watermark keeps lag right even when nothing new arrives.
+        Returns the offsets to commit at once: Redis's watermark where Kafka's commit is behind it
+        (a consumer stopped before its commit), and where a replay starts where Kafka's commit is
+        ahead of Redis (it went back in time while no consumer ran): lag stays right either way.
         """
         behind: dict[int, int] = {}
         owned = [tp.partition for tp in partitions]
@@ -114,9 +119,14 @@ class ResumePoints:
                 self._position[tp.partition] = mark
             kafka = committed.get(tp.partition, -1)
             if kafka >= 0 and (mark is None or mark < kafka):
-                self._report_rollback(tp.partition, mark, kafka, consumer)
+                start = self._report_rollback(tp.partition, mark, kafka, consumer)
+                if start < kafka:  # the replay shows as lag at once
+                    self._replay(tp.partition, start, kafka)
+                    behind[tp.partition] = start
             elif mark is not None and mark > kafka:
                 behind[tp.partition] = mark
+        if self.replays:
+            self._publish_replays()
         return behind
 
     def release(self, partitions: list[int]) -> None:
@@ -125,6 +135,7 @@ class ResumePoints:
             self._position.pop(partition, None)
             self.held.pop(partition, None)
             self._started.pop(partition, None)
+            self.replays.pop(partition, None)
 
     # ----- history loads ---------------------------------------------------------------------
 
@@ -178,6 +189,11 @@ class ResumePoints:
         (or a history load holds one of its partitions)."""
         expected = {p: self._expected.get(p) for p in next_offsets}
         status = {"applied_at": repr(time.time())}
+        if self.replays:
+            for partition, offset in next_offsets.items():
+                if partition in self.replays and offset >= self.replays[partition][0]:
+                    del self.replays[partition]
+            status["replays"] = self._replays_text()
         if newest_event_time > float("-inf"):
             status["newest_event_time"] = repr(newest_event_time)
         if not self._call(lambda: self._watermarks.advance(expected, next_offsets, status=status)):
@@ -196,14 +212,17 @@ class ResumePoints:
             return True
         return bool(self._call(lambda: self._watermarks.holds(owned)))
 
-    def rewind(self, consumer: Consumer) -> None:
+    def rewind(self, consumer: Consumer) -> dict[int, int]:
         """Redis went back in time: forget every cached state and replay each owned partition
-        from the watermark Redis holds now (none: from the earliest retained offset)."""
+        from the watermark Redis holds now (none: from the earliest retained offset). Returns
+        where each replayed partition resumes, for the consumer to commit at once: the group's
+        lag then shows the records to replay, as every Kafka dashboard reads it."""
         self._writer.forget_all()
         self._started.clear()
         owned = [p for p in self._expected if p not in self.held]
         stored = self._call(lambda: self._watermarks.read(owned))
         held = self._call(lambda: self._watermarks.holds(owned))
+        rewound: dict[int, int] = {}
         for partition in owned:
             if partition in held:  # read after the history load hands it over (resume_released)
                 self.held[partition] = held[partition]
@@ -211,17 +230,45 @@ class ResumePoints:
             mark = stored.get(partition)
             was = self._position.get(partition)
             if was is not None:
-                self._report_rollback(partition, mark, was, consumer)
+                start = self._report_rollback(partition, mark, was, consumer)
+                if start < was:
+                    self._replay(partition, start, was)
+                    rewound[partition] = start
             consumer.seek(TopicPartition(self._topic, partition, OFFSET_BEGINNING if mark is None else mark))
             self._expected[partition] = mark
             if mark is None:
                 self._position.pop(partition, None)
             else:
                 self._position[partition] = mark
+        self._publish_replays()
+        return rewound
+
+    def _replay(self, partition: int, start: int, until: int) -> None:
+        """Note a replay of ``start..until`` (one already under way keeps its start time)."""
+        previous_until, since = self.replays.get(partition, (until, time.time()))
+        self.replays[partition] = (max(until, previous_until), since)
+
+    def replay_remaining(self) -> tuple[int, float]:
+        """Records still to replay over every owned partition, and since when (wall clock)."""
+        remaining = 0
+        for partition, (until, _) in self.replays.items():
+            remaining += max(0, until - self._position.get(partition, 0))
+        since = min((since for _, since in self.replays.values()), default=0.0)
+        return remaining, since
+
+    def _replays_text(self) -> str:
+        return json.dumps({str(p): [until, since] for p, (until, since) in sorted(self.replays.items())})
+
+    def _publish_replays(self) -> None:
+        """Replays under way, beside the watermarks (the status page reads them there)."""
+        text = self._replays_text()
+        self._call(lambda: self._watermarks.set_fields({"replays": text}))
 
     # ----- helpers ---------------------------------------------------------------------------
 
-    def _report_rollback(self, partition: int, mark: int | None, ahead: int, consumer: Consumer) -> None:
+    def _report_rollback(self, partition: int, mark: int | None, ahead: int, consumer: Consumer) -> int:
+        """Log and count a rollback of ``partition`` to ``mark`` from ``ahead``; returns the
+        offset its replay starts from."""
         try:
             log_start, _ = consumer.get_watermark_offsets(TopicPartition(self._topic, partition), timeout=5)
         except KafkaException:
@@ -229,7 +276,7 @@ class ResumePoints:
         start = log_start if mark is None else mark
         replayed = max(ahead - start, 0)
         if replayed == 0:
-            return
+            return start
         if mark is not None and mark < log_start:
             # Kafka's retention was shorter than the rollback: these events exist nowhere now.
             log.error(
@@ -252,6 +299,7 @@ class ResumePoints:
         )
         self._metrics.rollbacks.inc()
         self._metrics.records_replayed.inc(replayed)
+        return start
 
     def _call(self, call: Callable[[], T]) -> T:
         return self._retry("redis", call)  # type: ignore[return-value]

@@ -190,6 +190,11 @@ class Watermarks:
                 found[partition] = value if seen is None else seen if value is None else min(seen, value)
         return found
 
+    def set_fields(self, fields: dict[str, str]) -> None:
+        """Status fields beside the watermarks (every key)."""
+        for key in self.keys:
+            self._client.hset(key, mapping={name: value for name, value in fields.items()})
+
     def note_starts(self, starts: dict[int, int]) -> None:
         """Record where partitions' states start, unless already recorded (every key)."""
         for key in self.keys:
