@@ -28,7 +28,7 @@ def test_liveness_and_readiness_rules() -> None:
     ok, reason = readiness(progress, 170.0, 60)
     assert not ok and "5000 records behind" in reason
     progress.lag, progress.replaying, progress.replaying_since = 0, 1200, 1_796_000_000.0
-    assert readiness(progress, 170.0, 60) == (False, "replaying 1200 records since 2026-11-30T01:33:20Z")
+    assert readiness(progress, 170.0, 60) == (False, "replaying 1200 records since 2026-11-30T00:53:20Z")
 
 
 @pytest.fixture
