@@ -157,12 +157,35 @@ def committed_end(config: ServiceConfig) -> int:
 
 
 @dataclass(frozen=True)
+class Shape:
+    """A topic's events: how many, over how many customers (a few busy ones, or many sparse)."""
+
+    events: int
+    customers: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.events:,} events / {self.customers:,} customers"
+
+
+@dataclass(frozen=True)
 class Variant:
-    """One way of running ours over the topic. To compare another, add one in ``variants``."""
+    """One way of running ours over a topic. To compare another, add one in ``variants``."""
 
     label: str
     fsync: str  # Redis appendfsync during the run
     consumer_class: type[_TimedConsumer] = _TimedConsumer
+    shape: Shape | None = None  # None: the first shape
+
+
+def shapes(args: argparse.Namespace) -> list[Shape]:
+    if not args.shapes:
+        return [Shape(args.events, args.customers)]
+    out = []
+    for item in args.shapes.split(","):
+        events, _, customers = item.partition(":")
+        out.append(Shape(int(events), int(customers)))
+    return out
 
 
 def variants(args: argparse.Namespace) -> list[Variant]:
@@ -171,6 +194,10 @@ def variants(args: argparse.Namespace) -> list[Variant]:
     chosen = [Variant(policy, policy) for policy in policies]
     if args.previous_batching:
         chosen.append(Variant(f"{policies[0]}, previous batch cut", policies[0], _TimedPreviousBatching))
+    first, *others = shapes(args)
+    if others:  # the first shape under the first policy is the baseline of every other shape
+        chosen = [replace(variant, label=f"{variant.label}, {first.label}", shape=first) for variant in chosen]
+        chosen += [Variant(f"{policies[0]}, {shape.label}", policies[0], shape=shape) for shape in others]
     return chosen
 
 
@@ -219,6 +246,11 @@ def main() -> None:
     parser.add_argument(
         "--rounds", type=int, default=3, help="rounds of every variant, the order rotated each round (default 3)"
     )
+    parser.add_argument(
+        "--shapes",
+        help="EVENTS:CUSTOMERS,... topics of several shapes (e.g. 1000000:100000,5000000:1000000: the second's "
+        "events/s against the first's in the same round); default --events:--customers",
+    )
     args = parser.parse_args()
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
@@ -231,13 +263,20 @@ def main() -> None:
         key_prefix=f"bench-{run_id}",
         batch_size=args.batch_size,
     )
-    ensure_topics(wait_for_kafka(config), [config.topic, config.dlq_topic], partitions=4)
-    now = time.time()
-    lines = generate_events(
-        GeneratorOptions(customers=args.customers, events=args.events, start=now - 365 * 86400, end=now - 60, seed=3)
-    )
-    produced = produce_lines(lines, config, total=args.events)
-    assert committed_end(config) == produced
+    topics: dict[Shape, tuple[ServiceConfig, int]] = {}
+    for index, shape in enumerate(shapes(args)):
+        shaped = replace(config, topic=f"{config.topic}-{index}")
+        ensure_topics(wait_for_kafka(shaped), [shaped.topic, shaped.dlq_topic], partitions=4)
+        now = time.time()
+        lines = generate_events(
+            GeneratorOptions(
+                customers=shape.customers, events=shape.events, start=now - 365 * 86400, end=now - 60, seed=3
+            )
+        )
+        topics[shape] = (shaped, produce_lines(lines, shaped, total=shape.events))
+        assert committed_end(shaped) == topics[shape][1]
+    first_shape = shapes(args)[0]
+    config, produced = topics[first_shape]
     client = redis.Redis.from_url(config.redis_url)
     shipped = client.config_get("appendfsync")["appendfsync"]
     chosen = variants(args)
@@ -251,12 +290,14 @@ def main() -> None:
                 _settle(client)
                 client.config_set("appendfsync", variant.fsync)
                 tag = f"{round_index}-{chosen.index(variant)}"
-                run = replace(config, group_id=f"{config.group_id}-{tag}", key_prefix=f"{config.key_prefix}-{tag}")
+                shape = variant.shape or first_shape
+                topic, records = topics[shape]
+                run = replace(topic, group_id=f"{topic.group_id}-{tag}", key_prefix=f"{topic.key_prefix}-{tag}")
                 memory_before = client.info("memory")["used_memory"]
                 result: dict[str, float] = {"round": round_index, "position": position}
-                result.update(run_ours(run, produced, variant.consumer_class))
+                result.update(run_ours(run, records, variant.consumer_class))
                 memory_used = client.info("memory")["used_memory"] - memory_before
-                result["memory_bytes_per_customer"] = round(memory_used / args.customers)
+                result["memory_bytes_per_customer"] = round(memory_used / shape.customers)
                 runs[variant.label].append(result)
                 print(f"round {round_index + 1}/{args.rounds}: {variant.label}: {result['events_per_s']} events/s")
                 _delete_prefix(client, run.key_prefix)
@@ -268,7 +309,8 @@ def main() -> None:
         "consumer_throughput",
         {
             "events": produced,
-            "customers": args.customers,
+            "customers": first_shape.customers,
+            "shapes": [shape.label for shape in topics],
             "batch_size": args.batch_size,
             "rounds": args.rounds,
             "order_per_round": orders,
