@@ -6,6 +6,7 @@
 //! `cas.lua` as ready-to-send RESP. See `stream_features/store/writer.py`.
 
 mod batch;
+mod build_info;
 mod features;
 mod prepared;
 mod resp;
@@ -492,5 +493,6 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     limits.set_item("IDS_SWEEP_MINIMUM", state::IDS_SWEEP_MINIMUM)?;
     limits.set_item("STORED_FORMAT_VERSION", store::STORED_FORMAT_VERSION)?;
     module.add("LIMITS", limits)?;
+    module.add("BUILD", build_info::as_dict(py)?)?;
     Ok(())
 }

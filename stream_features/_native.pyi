@@ -76,6 +76,7 @@ def empty_batch(partitions: list[int], offsets: list[int]) -> Batch: ...
 
 OUTCOME_CODES: dict[str, str]
 LIMITS: dict[str, Any]
+BUILD: dict[str, str]  # the core's build: version, commit, profile, rustc
 
 class FeatureMaths:
     def __init__(

@@ -73,13 +73,29 @@ def _add_connection_flags(parser: argparse.ArgumentParser, *, kafka: bool = True
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
 
+class _Version(argparse.Action):
+    """``--version``: the package and the Rust core's build (read only when asked for)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_args: Any, **_kwargs: Any) -> None:
+        from .version import version_line
+
+        print(version_line())
+        parser.exit(0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="stream-features", description=__doc__)
+    parser.add_argument("--version", action=_Version, nargs=0, help="package version and the Rust core's build")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     consume = sub.add_parser("consume", help="run the Kafka → Redis consumer")
     _add_connection_flags(consume)
     consume.add_argument("--group", help="consumer group (env STREAM_FEATURES_GROUP)")
+    consume.add_argument(
+        "--client-id",
+        help="Kafka client.id, shown as the owner of its partitions; {host} and {pid} are filled in "
+        "(env STREAM_FEATURES_CLIENT_ID, default stream-features@{host}/{pid})",
+    )
     consume.add_argument(
         "--batch-size",
         type=_positive_int,
@@ -165,6 +181,7 @@ def _config(args: argparse.Namespace) -> ServiceConfig:
         kafka_bootstrap_servers=getattr(args, "bootstrap_servers", None),
         topic=getattr(args, "topic", None),
         group_id=getattr(args, "group", None),
+        client_id=_client_id(getattr(args, "client_id", None)),
         redis_url=getattr(args, "redis_url", None),
         key_prefix=getattr(args, "key_prefix", None),
         batch_size=getattr(args, "batch_size", None),
@@ -173,6 +190,12 @@ def _config(args: argparse.Namespace) -> ServiceConfig:
         protect_metrics=getattr(args, "protect_metrics", None),
         kafka_options=options,
     )
+
+
+def _client_id(template: str | None) -> str | None:
+    from .config import client_id_from
+
+    return None if template is None else client_id_from(template)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -13,6 +13,8 @@ from .errors import ConfigurationError
 from .store.keys import DEFAULT_PREFIX, DEFAULT_TOPIC
 
 KAFKA_OPTION_ENV_PREFIX = "STREAM_FEATURES_KAFKA_"
+# Kafka client.id: names each consumer in the group (status page, broker logs, quotas).
+DEFAULT_CLIENT_ID = "stream-features@{host}/{pid}"
 _SECRET_WORDS = ("password", "secret", "key", "token")
 
 
@@ -21,6 +23,8 @@ class ServiceConfig:
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     topic: str = DEFAULT_TOPIC
     group_id: str = "stream-features"
+    # Kafka client.id of this process's clients; {host} and {pid} are filled in.
+    client_id: str = field(default_factory=lambda: client_id_from(DEFAULT_CLIENT_ID))
     # Extra librdkafka settings (SASL/SSL, timeouts...), passed through as given.
     kafka_options: Mapping[str, str] = field(default_factory=dict)
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -108,6 +112,16 @@ class ServiceConfig:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
+def client_id_from(template: str) -> str:
+    """``{host}`` → this machine's host name (a pod's name in Kubernetes), ``{pid}`` → the process id."""
+    import socket
+
+    client_id = template.replace("{host}", socket.gethostname()).replace("{pid}", str(os.getpid()))
+    if not client_id.strip():
+        raise ConfigurationError("the Kafka client id must not be empty")
+    return client_id
+
+
 def _is_secret(option: str) -> bool:
     return any(word in option.lower() for word in _SECRET_WORDS)
 
@@ -193,6 +207,7 @@ def config_from_env(env: Mapping[str, str] | None = None) -> ServiceConfig:
         kafka_bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS", defaults.kafka_bootstrap_servers),
         topic=env.get("STREAM_FEATURES_TOPIC", defaults.topic),
         group_id=env.get("STREAM_FEATURES_GROUP", defaults.group_id),
+        client_id=client_id_from(env.get("STREAM_FEATURES_CLIENT_ID") or DEFAULT_CLIENT_ID),
         kafka_options=kafka_options,
         redis_url=env.get("REDIS_URL", defaults.redis_url),
         redis_cluster=env.get("REDIS_CLUSTER", "").lower() in ("1", "true", "yes"),

@@ -19,7 +19,11 @@ _librdkafka_log = logging.getLogger("librdkafka")
 
 def client_settings(config: ServiceConfig, **overrides: Any) -> dict[str, Any]:
     # librdkafka's own log lines go through Python logging: JSON like ours, secrets masked.
-    settings: dict[str, Any] = {"bootstrap.servers": config.kafka_bootstrap_servers, "logger": _librdkafka_log}
+    settings: dict[str, Any] = {
+        "bootstrap.servers": config.kafka_bootstrap_servers,
+        "client.id": config.client_id,  # names the group's members (status page, broker logs)
+        "logger": _librdkafka_log,
+    }
     settings.update(overrides)
     settings.update(config.kafka_options)  # operator settings (SASL/SSL, timeouts) win
     return settings

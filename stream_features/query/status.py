@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 import itertools
 import logging
 import time
@@ -29,6 +30,7 @@ from ..config import ServiceConfig, redis_client
 from ..ingest.kafka_io import client_settings
 from ..redaction import redact
 from ..store.watermarks import Watermarks
+from ..version import version_line
 
 log = logging.getLogger(__name__)
 
@@ -294,6 +296,7 @@ class StatusSampler:
 
     def mount(self, app: FastAPI) -> None:
         page = resources.files("stream_features.query.web").joinpath("status.html").read_text()
+        page = page.replace("<!-- version -->", html.escape(version_line()))  # the footer: what runs
 
         from .api_models import Status
 
