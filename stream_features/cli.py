@@ -157,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     repair.add_argument("customer_id")
     repair.add_argument("--no-progress", action="store_true")
 
+    _add_redrive_parser(sub)
+
     generate = sub.add_parser("generate", help="write realistic synthetic events as JSONL")
     generate.add_argument("--customers", type=_positive_int, default=1000)
     generate.add_argument("--events", type=_positive_int, default=20000)
@@ -167,6 +169,30 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--duplicate-rate", type=_rate, default=0.01)
     generate.add_argument("--output", "-o", default="-", help="file, or - for standard output")
     return parser
+
+
+def _add_redrive_parser(sub: Any) -> None:
+    redrive = sub.add_parser(
+        "redrive",
+        help="send dead letters that today's rules accept back to the topic, once; the rest to a JSONL file",
+    )
+    _add_connection_flags(redrive)
+    redrive.add_argument(
+        "--reason", action="append", default=[], help="only dead letters with this reason (repeatable)"
+    )
+    redrive.add_argument("--source-partition", type=int, help="only records that came from this partition")
+    redrive.add_argument("--from-offset", type=int, help="only records from this source offset on (inclusive)")
+    redrive.add_argument("--to-offset", type=int, help="only records up to this source offset (inclusive)")
+    redrive.add_argument("--since", type=_timestamp, help="only records dead-lettered at or after this time")
+    redrive.add_argument("--until", type=_timestamp, help="only records dead-lettered at or before this time")
+    redrive.add_argument("--dry-run", action="store_true", help="send nothing: count by reason what would happen")
+    redrive.add_argument(
+        "--failed-output",
+        default="redrive-still-failing.jsonl",
+        help="JSONL file for the records that still fail, with their reason now (default %(default)s)",
+    )
+    redrive.add_argument("--json", action="store_true", help="the report as JSON")
+    redrive.add_argument("--no-progress", action="store_true")
 
 
 def _config(args: argparse.Namespace) -> ServiceConfig:
@@ -286,6 +312,12 @@ def _cmd_repair(args: argparse.Namespace) -> int:
     report = repair_customer(_config(args), args.customer_id, show_progress=not args.no_progress)
     print(json.dumps(report.__dict__))
     return 0
+
+
+def _cmd_redrive(args: argparse.Namespace) -> int:
+    from .redrive_cli import run_redrive
+
+    return run_redrive(_config(args), args)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -447,4 +479,5 @@ _COMMANDS = {
     "repair": _cmd_repair,
     "features-at": _cmd_features_at,
     "status": _cmd_status,
+    "redrive": _cmd_redrive,
 }

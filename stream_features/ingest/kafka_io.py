@@ -69,13 +69,15 @@ def wait_for_kafka(config: ServiceConfig, *, attempts: int = 5, timeout_seconds:
     raise ServiceUnavailable(f"Kafka at {config.kafka_bootstrap_servers} did not answer after {attempts} tries")
 
 
-def ensure_topics(admin: AdminClient, topics: Iterable[str], *, partitions: int = 4) -> None:
+def ensure_topics(
+    admin: AdminClient, topics: Iterable[str], *, partitions: int = 4, topic_config: dict[str, str] | None = None
+) -> None:
     """Create missing topics (replication 1 locally; brokers with more nodes keep their default)."""
     existing = set(admin.list_topics(timeout=10).topics)
     missing = [t for t in topics if t not in existing]
     if not missing:
         return
-    futures = admin.create_topics([NewTopic(t, num_partitions=partitions) for t in missing])
+    futures = admin.create_topics([NewTopic(t, num_partitions=partitions, config=topic_config or {}) for t in missing])
     for topic, future in futures.items():
         try:
             future.result(timeout=30)
