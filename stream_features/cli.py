@@ -244,15 +244,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _cmd_consume(args: argparse.Namespace) -> int:
     from .ingest import health
     from .ingest.consumer import FeatureConsumer, describe_state
+    from .ingest.offsets_watch import OffsetWatch
 
     config = _config(args)
     consumer = FeatureConsumer(config)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: consumer.stop_event.set())
+    watch = None
     if config.metrics_port:  # /metrics, /healthz, /readyz (health.py)
         health.serve(consumer.progress, consumer.metrics.registry, host=args.metrics_host, port=config.metrics_port)
+        if config.offsets_watch_seconds > 0:  # the stuck-consumer alert's offsets, apart from the poll loop
+            watch = OffsetWatch(config, consumer.metrics.registry, interval_seconds=config.offsets_watch_seconds)
     consumer.start()
+    if watch is not None:
+        watch.start()
     stats = consumer.run(exit_when_idle_seconds=args.exit_when_idle)
+    if watch is not None:
+        watch.stop()
     print(json.dumps(describe_state(stats)), file=sys.stderr)
     return 0
 

@@ -42,6 +42,9 @@ class ServiceConfig:
     # per this many seconds, so hundreds of small live batches do not flood the group coordinator.
     commit_interval_seconds: float = 1.0
     metrics_port: int = 9464
+    # A thread of the consumer reads each partition's end and committed offset from the broker
+    # this often, for the stuck-consumer alert (ingest/offsets_watch.py); 0 = off.
+    offsets_watch_seconds: float = 15.0
     # HTTP API access control (serve): a file of bearer tokens, one per line; none = open API.
     api_tokens_file: str | None = None
     protect_metrics: bool = False  # with tokens: /metrics asks for one too
@@ -224,6 +227,7 @@ def config_from_env(env: Mapping[str, str] | None = None) -> ServiceConfig:
             env, "STREAM_FEATURES_COMMIT_INTERVAL_SECONDS", defaults.commit_interval_seconds
         ),
         metrics_port=_int(env, "STREAM_FEATURES_METRICS_PORT", defaults.metrics_port),
+        offsets_watch_seconds=_float(env, "STREAM_FEATURES_OFFSETS_WATCH_SECONDS", defaults.offsets_watch_seconds),
         engine=engine_settings_from_env(env),
     )
 
