@@ -8,7 +8,10 @@ import json
 from pathlib import Path
 from typing import IO
 
+from confluent_kafka import KafkaException
+
 from .config import ServiceConfig
+from .errors import StreamFeaturesError
 from .ingest.redrive import Redrive, RedriveFilter, RedriveReport
 
 PROGRESS_EVERY = 500  # records between progress bar updates
@@ -42,7 +45,10 @@ def run_redrive(config: ServiceConfig, args: argparse.Namespace) -> int:
             if read % PROGRESS_EVERY == 0:
                 progress.update(task, completed=read)
 
-        report = redrive.run(failed, on_total=lambda total: progress.update(task, total=total), on_read=on_read)
+        try:
+            report = redrive.run(failed, on_total=lambda total: progress.update(task, total=total), on_read=on_read)
+        except KafkaException as exc:  # e.g. the broker refuses transactions: one line, exit 2
+            raise StreamFeaturesError(f"Kafka: {exc}; run it again: what was sent back is skipped") from None
         progress.update(task, completed=read)
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))

@@ -12,7 +12,15 @@ import pytest
 from confluent_kafka import Message
 
 from stream_features.errors import ConfigurationError, InvalidEvent
-from stream_features.ingest.redrive import REASONS, Letter, RedriveFilter, parse_letter, still_failing_line
+from stream_features.ingest.redrive import (
+    REASONS,
+    Letter,
+    RedriveFilter,
+    RedriveReport,
+    parse_letter,
+    still_failing_line,
+)
+from stream_features.redrive_cli import render_report
 
 
 def _letter(**changes: object) -> Letter:
@@ -116,3 +124,26 @@ def test_bad_redrive_flags_are_one_line_errors(args: tuple[str, ...]) -> None:
     )
     assert done.returncode == 2, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and "error" in done.stderr
+
+
+def test_the_report_table_counts_by_reason(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "160")
+    report = RedriveReport(
+        dry_run=True,
+        scanned=40,
+        matched=31,
+        sent_back=20,
+        already_sent_back=3,
+        still_failing=7,
+        sent_back_by_reason={"future_timestamp": 20},
+        still_failing_by_reason={"future_timestamp": 2, "malformed_json": 5},
+        skipped={"state_unreadable": 1},
+    )
+    render_report(report)
+    out = capsys.readouterr().out
+    assert "would send back" in out and "dry run: nothing sent" in out
+    rows = {line.split("│")[1].strip(): line for line in out.splitlines() if line.count("│") >= 3}
+    cells = {name: [cell.strip() for cell in line.split("│")[2:4]] for name, line in rows.items()}
+    assert cells["future_timestamp"] == ["20", "2"] and cells["malformed_json"] == ["0", "5"]
+    assert cells["total"] == ["20", "7"]
+    assert "already sent back earlier: 3" in out and "skipped state_unreadable: 1 (repair applies these)" in out
