@@ -16,7 +16,10 @@ RUN apt-get update \
 ENV PATH=/root/.cargo/bin:$PATH
 RUN pip install --no-cache-dir "maturin>=1.7,<2"
 WORKDIR /src
-COPY pyproject.toml Cargo.toml Cargo.lock README.md ./
+COPY pyproject.toml Cargo.toml Cargo.lock build.rs README.md ./
+# No .git in the build context: pass the commit for `--version` (docker build --build-arg GIT_COMMIT=$(git rev-parse --short=12 HEAD)).
+ARG GIT_COMMIT=unknown
+ENV STREAM_FEATURES_GIT_COMMIT=$GIT_COMMIT
 COPY native ./native
 COPY stream_features ./stream_features
 COPY customer_activity_features ./customer_activity_features

@@ -7,6 +7,7 @@
 
 mod batch;
 mod columns;
+mod build_info;
 mod features;
 mod history;
 mod prepared;
@@ -645,5 +646,6 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     limits.set_item("IDS_SWEEP_MINIMUM", state::IDS_SWEEP_MINIMUM)?;
     limits.set_item("STORED_FORMAT_VERSION", store::STORED_FORMAT_VERSION)?;
     module.add("LIMITS", limits)?;
+    module.add("BUILD", build_info::as_dict(py)?)?;
     Ok(())
 }

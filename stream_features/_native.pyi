@@ -113,6 +113,7 @@ class Spill:
 
 OUTCOME_CODES: dict[str, str]
 LIMITS: dict[str, Any]
+BUILD: dict[str, str]  # the core's build: version, commit, profile, rustc
 
 class FeatureMaths:
     def __init__(

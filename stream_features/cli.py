@@ -78,13 +78,29 @@ def _add_connection_flags(parser: argparse.ArgumentParser, *, kafka: bool = True
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
 
+class _Version(argparse.Action):
+    """``--version``: the package and the Rust core's build (read only when asked for)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_args: Any, **_kwargs: Any) -> None:
+        from .version import version_line
+
+        print(version_line())
+        parser.exit(0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="stream-features", description=__doc__)
+    parser.add_argument("--version", action=_Version, nargs=0, help="package version and the Rust core's build")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     consume = sub.add_parser("consume", help="run the Kafka → Redis consumer")
     _add_connection_flags(consume)
     consume.add_argument("--group", help="consumer group (env STREAM_FEATURES_GROUP)")
+    consume.add_argument(
+        "--client-id",
+        help="Kafka client.id, shown as the owner of its partitions; {host} and {pid} are filled in "
+        "(env STREAM_FEATURES_CLIENT_ID, default stream-features@{host}/{pid})",
+    )
     consume.add_argument(
         "--batch-size",
         type=_positive_int,
@@ -153,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .history.command import add_arguments as add_backfill_arguments
 
     add_backfill_arguments(backfill, _timestamp, _positive_int)
+    _add_redrive_parser(sub)
 
     generate = sub.add_parser("generate", help="write realistic synthetic events as JSONL")
     generate.add_argument("--customers", type=_positive_int, default=1000)
@@ -164,6 +181,30 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--duplicate-rate", type=_rate, default=0.01)
     generate.add_argument("--output", "-o", default="-", help="file, or - for standard output")
     return parser
+
+
+def _add_redrive_parser(sub: Any) -> None:
+    redrive = sub.add_parser(
+        "redrive",
+        help="send dead letters that today's rules accept back to the topic, once; the rest to a JSONL file",
+    )
+    _add_connection_flags(redrive)
+    redrive.add_argument(
+        "--reason", action="append", default=[], help="only dead letters with this reason (repeatable)"
+    )
+    redrive.add_argument("--source-partition", type=int, help="only records that came from this partition")
+    redrive.add_argument("--from-offset", type=int, help="only records from this source offset on (inclusive)")
+    redrive.add_argument("--to-offset", type=int, help="only records up to this source offset (inclusive)")
+    redrive.add_argument("--since", type=_timestamp, help="only records dead-lettered at or after this time")
+    redrive.add_argument("--until", type=_timestamp, help="only records dead-lettered at or before this time")
+    redrive.add_argument("--dry-run", action="store_true", help="send nothing: count by reason what would happen")
+    redrive.add_argument(
+        "--failed-output",
+        default="redrive-still-failing.jsonl",
+        help="JSONL file for the records that still fail, with their reason now (default %(default)s)",
+    )
+    redrive.add_argument("--json", action="store_true", help="the report as JSON")
+    redrive.add_argument("--no-progress", action="store_true")
 
 
 def _config(args: argparse.Namespace) -> ServiceConfig:
@@ -178,6 +219,7 @@ def _config(args: argparse.Namespace) -> ServiceConfig:
         kafka_bootstrap_servers=getattr(args, "bootstrap_servers", None),
         topic=getattr(args, "topic", None),
         group_id=getattr(args, "group", None),
+        client_id=_client_id(getattr(args, "client_id", None)),
         redis_url=getattr(args, "redis_url", None),
         redis_read_url=getattr(args, "redis_read_url", None),
         key_prefix=getattr(args, "key_prefix", None),
@@ -187,6 +229,12 @@ def _config(args: argparse.Namespace) -> ServiceConfig:
         protect_metrics=getattr(args, "protect_metrics", None),
         kafka_options=options,
     )
+
+
+def _client_id(template: str | None) -> str | None:
+    from .config import client_id_from
+
+    return None if template is None else client_id_from(template)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -209,15 +257,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _cmd_consume(args: argparse.Namespace) -> int:
     from .ingest import health
     from .ingest.consumer import FeatureConsumer, describe_state
+    from .ingest.offsets_watch import OffsetWatch
 
     config = _config(args)
     consumer = FeatureConsumer(config)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: consumer.stop_event.set())
+    watch = None
     if config.metrics_port:  # /metrics, /healthz, /readyz (health.py)
         health.serve(consumer.progress, consumer.metrics.registry, host=args.metrics_host, port=config.metrics_port)
+        if config.offsets_watch_seconds > 0:  # the stuck-consumer alert's offsets, apart from the poll loop
+            watch = OffsetWatch(config, consumer.metrics.registry, interval_seconds=config.offsets_watch_seconds)
     consumer.start()
+    if watch is not None:
+        watch.start()
     stats = consumer.run(exit_when_idle_seconds=args.exit_when_idle)
+    if watch is not None:
+        watch.stop()
     print(json.dumps(describe_state(stats)), file=sys.stderr)
     return 0
 
@@ -277,6 +333,12 @@ def _cmd_repair(args: argparse.Namespace) -> int:
     report = repair_customer(_config(args), args.customer_id, show_progress=not args.no_progress)
     print(json.dumps(report.__dict__))
     return 0
+
+
+def _cmd_redrive(args: argparse.Namespace) -> int:
+    from .redrive_cli import run_redrive
+
+    return run_redrive(_config(args), args)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -450,4 +512,5 @@ _COMMANDS = {
     "features-at": _cmd_features_at,
     "status": _cmd_status,
     "backfill": _cmd_backfill,
+    "redrive": _cmd_redrive,
 }

@@ -14,6 +14,8 @@ from .store.clients import names_a_replica
 from .store.keys import DEFAULT_PREFIX, DEFAULT_TOPIC
 
 KAFKA_OPTION_ENV_PREFIX = "STREAM_FEATURES_KAFKA_"
+# Kafka client.id: names each consumer in the group (status page, broker logs, quotas).
+DEFAULT_CLIENT_ID = "stream-features@{host}/{pid}"
 _SECRET_WORDS = ("password", "secret", "key", "token")
 
 
@@ -22,6 +24,8 @@ class ServiceConfig:
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     topic: str = DEFAULT_TOPIC
     group_id: str = "stream-features"
+    # Kafka client.id of this process's clients; {host} and {pid} are filled in.
+    client_id: str = field(default_factory=lambda: client_id_from(DEFAULT_CLIENT_ID))
     # Extra librdkafka settings (SASL/SSL, timeouts...), passed through as given.
     kafka_options: Mapping[str, str] = field(default_factory=dict)
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -51,6 +55,9 @@ class ServiceConfig:
     # restore is replayed, a history load's hold is honoured, within about this long).
     idle_check_seconds: float = 1.0
     metrics_port: int = 9464
+    # A thread of the consumer reads each partition's end and committed offset from the broker
+    # this often, for the stuck-consumer alert (ingest/offsets_watch.py); 0 = off.
+    offsets_watch_seconds: float = 15.0
     # HTTP API access control (serve): a file of bearer tokens, one per line; none = open API.
     api_tokens_file: str | None = None
     protect_metrics: bool = False  # with tokens: /metrics asks for one too
@@ -135,6 +142,16 @@ class ServiceConfig:
 
     def with_overrides(self, **changes: Any) -> ServiceConfig:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def client_id_from(template: str) -> str:
+    """``{host}`` → this machine's host name (a pod's name in Kubernetes), ``{pid}`` → the process id."""
+    import socket
+
+    client_id = template.replace("{host}", socket.gethostname()).replace("{pid}", str(os.getpid()))
+    if not client_id.strip():
+        raise ConfigurationError("the Kafka client id must not be empty")
+    return client_id
 
 
 def _is_secret(option: str) -> bool:
@@ -222,6 +239,7 @@ def config_from_env(env: Mapping[str, str] | None = None) -> ServiceConfig:
         kafka_bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS", defaults.kafka_bootstrap_servers),
         topic=env.get("STREAM_FEATURES_TOPIC", defaults.topic),
         group_id=env.get("STREAM_FEATURES_GROUP", defaults.group_id),
+        client_id=client_id_from(env.get("STREAM_FEATURES_CLIENT_ID") or DEFAULT_CLIENT_ID),
         kafka_options=kafka_options,
         redis_url=env.get("REDIS_URL", defaults.redis_url),
         redis_read_url=env.get("REDIS_READ_URL") or None,
@@ -242,6 +260,7 @@ def config_from_env(env: Mapping[str, str] | None = None) -> ServiceConfig:
         writer_cache_mb=_int(env, "STREAM_FEATURES_WRITER_CACHE_MB", defaults.writer_cache_mb),
         idle_check_seconds=_float(env, "STREAM_FEATURES_IDLE_CHECK_SECONDS", defaults.idle_check_seconds),
         metrics_port=_int(env, "STREAM_FEATURES_METRICS_PORT", defaults.metrics_port),
+        offsets_watch_seconds=_float(env, "STREAM_FEATURES_OFFSETS_WATCH_SECONDS", defaults.offsets_watch_seconds),
         engine=engine_settings_from_env(env),
     )
 

@@ -89,11 +89,13 @@ def topic_name() -> str:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Containers started for the session stop (also after failures); a skipped integration
-    test in CI is a failure, whatever skipped it."""
+    """Containers and deploy/ services started for the session stop (also after failures; those
+    already running are left running); a skipped integration test in CI is a failure, whatever
+    skipped it."""
     from . import containers
 
     containers.stop_all()
+    services.stop_started()
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if not IN_CI or reporter is None:
         return

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# deploy/ services this session started (script, port): stopped at its end; those that were
+# already running are left running (deploy/test.sh and plain pytest alike).
+_started: list[tuple[str, str]] = []
 
 
 class ServiceUnavailableForTests(RuntimeError):
@@ -49,8 +53,9 @@ def redis_url() -> str:
         port = free_port()
         containers.start(containers.redis_container(port))
         return f"redis://127.0.0.1:{port}/0"
-    run_deploy("redis.sh", "start")
-    return f"redis://127.0.0.1:{os.environ.get('REDIS_PORT', '6379')}/0"
+    port = os.environ.get("REDIS_PORT", "6379")
+    start_unless_running("redis.sh", port)
+    return f"redis://127.0.0.1:{port}/0"
 
 
 def kafka_bootstrap() -> str:
@@ -63,8 +68,31 @@ def kafka_bootstrap() -> str:
         port = free_port()
         containers.start(containers.kafka_container(port))
         return f"127.0.0.1:{port}"
-    run_deploy("kafka.sh", "start")
-    return f"127.0.0.1:{os.environ.get('KAFKA_PORT', '9092')}"
+    port = os.environ.get("KAFKA_PORT", "9092")
+    start_unless_running("kafka.sh", port)
+    return f"127.0.0.1:{port}"
+
+
+def listening(port: str) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(2)
+        return probe.connect_ex(("127.0.0.1", int(port))) == 0
+
+
+def start_unless_running(script: str, port: str) -> None:
+    """A service already on its port is used and left alone; one started here is stopped by
+    ``stop_started`` when the session ends."""
+    if listening(port):
+        return
+    run_deploy(script, "start")
+    _started.append((script, port))
+
+
+def stop_started() -> None:
+    """Stop what this session started, newest first (the same ports: the environment is unchanged)."""
+    while _started:
+        script, _port = _started.pop()
+        run_deploy(script, "stop")
 
 
 def state_file(name: str) -> Path:

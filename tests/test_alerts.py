@@ -39,7 +39,7 @@ def test_every_alert_fires_and_stays_quiet_as_tested(promtool: str) -> None:
     rules = RULES.read_text()
     tests = TESTS.read_text()
     alerts = [line.split(":", 1)[1].strip() for line in rules.splitlines() if line.strip().startswith("- alert:")]
-    assert len(alerts) == 11
+    assert len(alerts) == 12
     for alert in alerts:  # each has a firing case (exp_alerts with labels) and a quiet one (exp_alerts: [])
         assert f"alertname: {alert}\n        exp_alerts:\n          - exp_labels" in tests, alert
         assert f"alertname: {alert}, exp_alerts: []" in tests, alert

@@ -11,7 +11,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 FUZZ = Path(__file__).parent / "fuzz"
+pytestmark = pytest.mark.fuzz
 
 
 def test_decode_fuzzer_finds_no_crash(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ import json
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from importlib.metadata import version
 
 import pytest
 
@@ -52,7 +53,8 @@ def test_a_running_consumer_answers_its_probes(pipeline: Pipeline) -> None:
     consumer = pipeline.start_consumer("--metrics-port", str(port))
     try:
         wait_until(lambda: _ping(port), timeout=60, what="health endpoint up")
-        assert _get(port, "/healthz")[0] == 200
+        status, health = _get(port, "/healthz")
+        assert status == 200 and health["version"] == version("stream-features") and health["core"]["commit"]
         wait_until(lambda: _get(port, "/readyz")[0] == 200, timeout=60, what="joined the group")
         assert _get(port, "/readyz")[1]["reason"] == "joined and making progress"
         # Prometheus text with the consumer's own metrics (urlopen raises on anything but 2xx).

@@ -24,6 +24,7 @@ def pipeline(kafka_bootstrap: str, redis_url: str, key_prefix: str) -> Iterator[
     fresh.cleanup()
 
 
+@pytest.mark.quick  # the end-to-end test of `deploy/test.sh --quick`
 def test_end_to_end_equals_memory_engine_and_dead_letters(pipeline: Pipeline) -> None:
     lines = recent_events(4000, 300, seed=11)
     pipeline.produce(lines)

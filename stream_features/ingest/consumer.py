@@ -118,6 +118,7 @@ class FeatureConsumer:
         self._admin: Any = None
         self._rolled_back = False  # Redis went back in time: replay before the next batch
         self._committed: dict[int, int] = {}  # partition → next offset to commit (latest settled)
+        self._settled_to: dict[int, int] = {}  # owned partition → next offset after what is settled
         self._last_commit = float("-inf")
         self._commit_due = False  # settled offsets not yet committed
         self._idle_checked_at = float("-inf")
@@ -201,6 +202,7 @@ class FeatureConsumer:
             consumer.assign(partitions)
         self._assigned.update(p.partition for p in partitions)
         self._resume.pause_held(consumer)
+        self._settled_to.update((p.partition, p.offset) for p in partitions if p.offset >= 0)
         if behind:  # Kafka's commit catches up with what Redis holds (lag stays right)
             self._committed.update(behind)
             self._commit_due = True
@@ -217,6 +219,7 @@ class FeatureConsumer:
         self._commit({}, now=True)  # while still the owner: the group sees where we stopped
         self._assigned.difference_update(p.partition for p in partitions)
         self._resume.release([p.partition for p in partitions])
+        self._forget_settled(partitions)
         self._revocations += 1
         self.metrics.rebalances.labels("revoke").inc()
         log.info("revoked %s", [p.partition for p in partitions])
@@ -224,6 +227,7 @@ class FeatureConsumer:
     def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._assigned.difference_update(p.partition for p in partitions)
         self._resume.release([p.partition for p in partitions])
+        self._forget_settled(partitions)
         self._revocations += 1
         self.progress.joined = bool(self._assigned)
         self.metrics.rebalances.labels("lost").inc()
@@ -249,6 +253,7 @@ class FeatureConsumer:
                 records = self._next_batch(self._consumer)
                 if not records:
                     self._settle_in_flight()
+                    self._pass_transaction_markers()
                     self._commit({}, now=True)  # idle: what was settled is committed at once
                     self._check_idle_rollback()
                     idle = time.monotonic() - self._idle_since
@@ -374,12 +379,41 @@ class FeatureConsumer:
         self._commit(batch.events.next_offsets)
         if self.progress.replaying or self._resume.replays:
             self._report_replay()
+        self._settled_to.update(batch.events.next_offsets)
         self.progress.settled = time.monotonic()
         self.stats.records += batch.events.records
         self.stats.batches += 1
         self.metrics.batch_size.observe(batch.events.records)
         self.metrics.batch_seconds.observe(time.perf_counter() - batch.started)
         self.metrics.last_batch_time.set(time.time())
+
+    def _pass_transaction_markers(self) -> None:
+        """Idle with nothing in flight: a partition read past its last settled record has only
+        records the application never sees in between: transaction markers and aborted records
+        (read_committed), e.g. after a ``redrive``. Move its watermark and commit there too, or
+        it would show lag forever (and never count as caught up)."""
+        if self._rolled_back or not self._assigned or self._consumer is None:
+            return
+        # A partition a history load holds is not read meanwhile (its watermark cannot move).
+        owned = [TopicPartition(self.config.topic, p) for p in self._assigned if p not in self._resume.held]
+        if not owned:
+            return
+        ahead = {
+            tp.partition: tp.offset
+            for tp in self._consumer.position(owned)
+            if tp.partition in self._settled_to and tp.offset > self._settled_to[tp.partition]
+        }
+        if not ahead:
+            return
+        if not self._resume.advance(ahead, newest_event_time=self._newest_event_time):
+            self._rolled_back = True  # Redis went back in time meanwhile: replay first
+            return
+        self._settled_to.update(ahead)
+        self._commit(ahead, now=True)
+
+    def _forget_settled(self, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self._settled_to.pop(tp.partition, None)
 
     def _check_idle_rollback(self) -> None:
         """With no traffic nothing is written, so nothing would notice Redis going back in time

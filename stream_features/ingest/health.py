@@ -8,7 +8,8 @@
   ``stall_seconds``.
 - ``/metrics``: Prometheus, as before.
 
-Each answers JSON ``{"status": ..., "reason": ...}`` with 200 or 503.
+Each answers JSON ``{"status": ..., "reason": ...}`` with 200 or 503; ``/healthz`` also says what
+runs (``version``, ``core``: the Rust core's build).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from ..version import build_info
 
 LIVENESS_SECONDS = 120.0
 
@@ -61,6 +64,7 @@ def serve(
     progress: Progress, registry: CollectorRegistry, *, host: str, port: int, stall_seconds: float = 60.0
 ) -> ThreadingHTTPServer:
     """Start the endpoints on a daemon thread; returns the server (``shutdown()`` to stop)."""
+    build = build_info()
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -76,7 +80,10 @@ def serve(
             else:
                 self._send(404, b'{"error": "not_found"}', "application/json")
                 return
-            body = json.dumps({"status": "ok" if ok else "unavailable", "reason": reason}).encode()
+            answer = {"status": "ok" if ok else "unavailable", "reason": reason}
+            if path == "/healthz":  # what runs, for bug reports (as the API's /healthz)
+                answer.update(build)
+            body = json.dumps(answer).encode()
             self._send(200 if ok else 503, body, "application/json")
 
         def _send(self, status: int, body: bytes, content_type: str) -> None:

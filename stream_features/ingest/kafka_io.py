@@ -19,7 +19,11 @@ _librdkafka_log = logging.getLogger("librdkafka")
 
 def client_settings(config: ServiceConfig, **overrides: Any) -> dict[str, Any]:
     # librdkafka's own log lines go through Python logging: JSON like ours, secrets masked.
-    settings: dict[str, Any] = {"bootstrap.servers": config.kafka_bootstrap_servers, "logger": _librdkafka_log}
+    settings: dict[str, Any] = {
+        "bootstrap.servers": config.kafka_bootstrap_servers,
+        "client.id": config.client_id,  # names the group's members (status page, broker logs)
+        "logger": _librdkafka_log,
+    }
     settings.update(overrides)
     settings.update(config.kafka_options)  # operator settings (SASL/SSL, timeouts) win
     return settings
@@ -65,13 +69,15 @@ def wait_for_kafka(config: ServiceConfig, *, attempts: int = 5, timeout_seconds:
     raise ServiceUnavailable(f"Kafka at {config.kafka_bootstrap_servers} did not answer after {attempts} tries")
 
 
-def ensure_topics(admin: AdminClient, topics: Iterable[str], *, partitions: int = 4) -> None:
+def ensure_topics(
+    admin: AdminClient, topics: Iterable[str], *, partitions: int = 4, topic_config: dict[str, str] | None = None
+) -> None:
     """Create missing topics (replication 1 locally; brokers with more nodes keep their default)."""
     existing = set(admin.list_topics(timeout=10).topics)
     missing = [t for t in topics if t not in existing]
     if not missing:
         return
-    futures = admin.create_topics([NewTopic(t, num_partitions=partitions) for t in missing])
+    futures = admin.create_topics([NewTopic(t, num_partitions=partitions, config=topic_config or {}) for t in missing])
     for topic, future in futures.items():
         try:
             future.result(timeout=30)

@@ -21,6 +21,7 @@ from .. import redaction
 from ..config import ServiceConfig, async_read_redis_client
 from ..errors import CohortTooLarge, InvalidQuery, StateUnreadable
 from ..metrics import ApiMetrics
+from ..version import build_info
 from . import api_models as models
 from .api_auth import BearerAuth, declare_security, open_paths, read_tokens
 from .api_models import (
@@ -77,6 +78,7 @@ def create_app(
     client = redis_client or async_read_redis_client(config, socket_timeout=2, socket_connect_timeout=2)
     reader = AsyncFeatureReader(client, config.engine, prefix=config.key_prefix, clock=clock)
     metrics = ApiMetrics.create()
+    build = build_info()
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -89,7 +91,7 @@ def create_app(
 
     app = FastAPI(
         title="stream_features",
-        version="0.1.0",
+        version=build["version"],
         description="Customer-activity features from streaming aggregates: counts, sums, ratios and "
         "descriptive flags over any window, as of any time.",
         default_response_class=JSONResponse,
@@ -234,7 +236,7 @@ def create_app(
 
     @app.get("/healthz", summary="The process is up", response_model=None, responses={200: {"model": models.Health}})
     async def healthz() -> Any:
-        return {"status": "ok"}
+        return {"status": "ok", **build}
 
     @app.get(
         "/readyz",

@@ -162,8 +162,19 @@ class Activity(BaseModel):
     days: list[ActivityDay]
 
 
+class CoreBuild(BaseModel):
+    """The Rust core's build: crate version, git commit (or ``unknown``), cargo profile, compiler."""
+
+    version: str
+    commit: str
+    profile: str
+    rustc: str
+
+
 class Health(BaseModel):
     status: Literal["ok"]
+    version: str = Field(description="the stream-features package version")
+    core: CoreBuild
 
 
 class Ready(BaseModel):

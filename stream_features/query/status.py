@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 import itertools
 import logging
 import time
@@ -32,6 +33,7 @@ from ..ingest.kafka_io import client_settings
 from ..redaction import redact
 from ..store.replication import replication_state
 from ..store.watermarks import Watermarks
+from ..version import version_line
 
 log = logging.getLogger(__name__)
 
@@ -315,6 +317,7 @@ class StatusSampler:
 
     def mount(self, app: FastAPI) -> None:
         page = resources.files("stream_features.query.web").joinpath("status.html").read_text()
+        page = page.replace("<!-- version -->", html.escape(version_line()))  # the footer: what runs
 
         from .api_models import Status
 
