@@ -6,8 +6,8 @@
 //! `cas.lua` as ready-to-send RESP. See `stream_features/store/writer.py`.
 
 mod batch;
-mod columns;
 mod build_info;
+mod columns;
 mod features;
 mod history;
 mod prepared;
