@@ -71,3 +71,12 @@ def _ping(port: int) -> bool:
         return _get(port, "/healthz")[0] in (200, 503)
     except OSError:
         return False
+
+
+def test_a_replay_reads_from_the_watermark_hash_as_records_left_and_a_start_time() -> None:
+    from stream_features.query.status import replay_of
+
+    status = {"replays": '{"0": [1500, 1796000000.0], "3": [90, 1795999000.5]}', "p:0": "1000", "p:3": "90"}
+    assert replay_of(status) == {"records": 500, "since": "2026-11-30T00:53:20Z"}  # partition 3 is done
+    assert replay_of({**status, "p:0": "1500"}) is None  # both partitions caught up
+    assert replay_of({"replays": "{}"}) is None and replay_of({}) is None

@@ -12,6 +12,8 @@ import pytest
 import redis
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+from stream_features.store.watermarks import Watermarks
+
 from .private_redis import PrivateRedis
 from .streaming import Pipeline, assert_same_state, memory_engine, recent_events, wait_until
 
@@ -158,15 +160,24 @@ def test_a_restore_while_idle_shows_as_lag_at_once_and_readiness_waits_for_the_r
     back = time.monotonic()
     wait_until(lambda: pipeline.end_offsets() - pipeline.committed() > 30000, timeout=2, interval=0.05, what="lag")
     assert time.monotonic() - back < 2
+    from stream_features.query.status import replay_of
+
+    watermarks = Watermarks(redis.Redis.from_url(private_redis.url), prefix=pipeline.prefix, topic=pipeline.topic)
     seen: set[str] = set()
+    shown: list[dict[str, object]] = []  # what the status page and `status` show meanwhile
     deadline = time.monotonic() + 240
     while pipeline.end_offsets() - pipeline.committed() > 0 and time.monotonic() < deadline:
         status, reason = readiness()
         if status == 503:
             seen.add(reason.split(" since ")[0].split(" ")[0])
+        replay = replay_of(watermarks.status())
+        if replay:
+            shown.append(replay)
         time.sleep(0.05)
     assert "replaying" in seen
+    assert shown and 0 < int(shown[0]["records"]) <= 35000  # type: ignore[call-overload]
     wait_until(lambda: readiness()[0] == 200, timeout=30, what="ready after the replay")
+    assert replay_of(watermarks.status()) is None
     assert consumer.poll() is None
     consumer.terminate()
     assert consumer.wait(timeout=60) == 0

@@ -181,6 +181,13 @@ class Ready(BaseModel):
     status: Literal["ready"]
 
 
+class Replay(BaseModel):
+    """A replay under way: records still to read again, and since when."""
+
+    records: int
+    since: str = Field(description="RFC 3339 date-time, UTC")
+
+
 class Status(BaseModel):
     """The status page's data (``stream_features.query.status``)."""
 
@@ -193,6 +200,9 @@ class Status(BaseModel):
     dead_letters: int | None
     partitions: list[dict[str, Any]]
     freshness: dict[str, float | None]
+    replay: Replay | None = Field(
+        None, description="Redis went back in time and the consumer is replaying the records it lost (else null)"
+    )
     dead_letters_by_reason: dict[str, int]
     dead_letters_last_5_minutes: dict[str, int]
     recent_dead_letters: dict[str, list[dict[str, Any]]]

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import html
 import itertools
+import json
 import logging
 import time
 from collections import deque
@@ -29,6 +30,7 @@ from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 
 from ..config import ServiceConfig, read_redis_client, redis_client
+from ..core.timeparse import unix_to_iso
 from ..ingest.kafka_io import client_settings
 from ..redaction import redact
 from ..store.replication import replication_state
@@ -62,6 +64,7 @@ class Details:
     reason_history: deque[tuple[float, dict[str, int]]] = field(default_factory=lambda: deque(maxlen=600))
     recent_dead_letters: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     freshness: dict[str, float | None] = field(default_factory=dict)
+    replay: dict[str, Any] | None = None
     redis: dict[str, Any] = field(default_factory=dict)
 
 
@@ -234,6 +237,7 @@ class StatusSampler:
             "event_time_delay_seconds": None if newest is None else max(0.0, now - float(newest)),
             "last_batch_seconds_ago": None if applied is None else max(0.0, now - float(applied)),
         }
+        self.details.replay = replay_of(status)
         if self._samples_taken % REDIS_SAMPLE_EVERY:
             return
         memory = self._redis.info("memory")
@@ -309,6 +313,7 @@ class StatusSampler:
             "dead_letters": None if latest is None else latest.dead_letters,
             "partitions": self.details.partitions,
             "freshness": self.details.freshness,
+            "replay": self.details.replay,
             "dead_letters_by_reason": self.details.dead_letters_by_reason,
             "dead_letters_last_5_minutes": self._recent_reason_counts(),
             "recent_dead_letters": self.details.recent_dead_letters,
@@ -339,6 +344,25 @@ class StatusSampler:
             return HTMLResponse(page)
 
 
+def replay_of(status: dict[str, str]) -> dict[str, Any] | None:
+    """A replay under way, from the consumer's watermark hash: per partition the offset its replay
+    reaches (``replays``) against its watermark now (``p:<partition>``); None when none is left."""
+    try:
+        replays = json.loads(status.get("replays") or "{}")
+    except ValueError:
+        return None
+    remaining, since = 0, None
+    for partition, (until, started) in replays.items():
+        mark = status.get(f"p:{partition}")
+        left = int(until) - (int(mark) if mark is not None else 0)
+        if left > 0:
+            remaining += left
+            since = started if since is None else min(since, started)
+    if not remaining or since is None:
+        return None
+    return {"records": remaining, "since": unix_to_iso(float(since))}
+
+
 def _text(value: str | bytes | None) -> str:
     if isinstance(value, bytes):
         return value.decode(errors="replace")
@@ -360,6 +384,9 @@ def render_status(snapshot: dict[str, Any]) -> None:
     head.add_row("lag", f"{snapshot['lag']:,}" if snapshot["lag"] is not None else "–")
     head.add_row("dead letters", f"{snapshot['dead_letters']:,}" if snapshot["dead_letters"] is not None else "–")
     head.add_row("freshness (event time)", "–" if fresh is None else f"{fresh:,.1f} s behind the newest event")
+    replay = snapshot.get("replay")
+    if replay:
+        head.add_row("replay", f"replaying {replay['records']:,} records since {replay['since']}")
     redis = snapshot["redis"]
     if redis:
         head.add_row("redis memory", f"{redis['used_memory'] / 1e6:,.1f} MB, {redis['keys']:,} keys")
