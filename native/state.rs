@@ -48,6 +48,10 @@ pub struct Changes {
     pub deleted_event_ids: HashSet<CompactString>,
     pub attributes: HashSet<String>,
     pub deleted_attributes: HashSet<String>,
+    /// Tiles and ids this write creates (not in the stored hash before it): one it also deletes
+    /// (a history past retention or the dedup horizon) is neither written nor deleted.
+    pub fresh_tiles: HashSet<i64>,
+    pub fresh_event_ids: HashSet<CompactString>,
     /// Events that ran into each `Cap` (not cleared per customer: the core drains it).
     pub caps: [u64; 3],
 }
@@ -78,6 +82,8 @@ impl Changes {
         reset(&mut self.deleted_event_ids);
         reset(&mut self.attributes);
         reset(&mut self.deleted_attributes);
+        reset(&mut self.fresh_tiles);
+        reset(&mut self.fresh_event_ids);
     }
 }
 
@@ -128,8 +134,11 @@ impl CustomerState {
                     return Outcome::Duplicate;
                 }
             }
-            self.seen_event_ids.insert(event_id.clone(), timestamp);
-            changes.deleted_event_ids.remove(event_id);
+            let known = self.seen_event_ids.insert(event_id.clone(), timestamp).is_some();
+            let stored = changes.deleted_event_ids.remove(event_id); // swept earlier in this write
+            if !known && !stored {
+                changes.fresh_event_ids.insert(event_id.clone());
+            }
             changes.event_ids.insert(event_id.clone());
         }
         let tile = self.tiles.entry(tile_index).or_insert_with(|| {
@@ -137,6 +146,9 @@ impl CustomerState {
                 if tile_index < floor {
                     self.tile_floor = Some(tile_index);
                 }
+            }
+            if !changes.deleted_tiles.contains(&tile_index) {
+                changes.fresh_tiles.insert(tile_index);
             }
             Tile::default()
         });
@@ -241,7 +253,9 @@ impl CustomerState {
         for event_id in forget {
             self.seen_event_ids.remove(&event_id);
             changes.event_ids.remove(&event_id);
-            changes.deleted_event_ids.insert(event_id);
+            if !changes.fresh_event_ids.remove(&event_id) {
+                changes.deleted_event_ids.insert(event_id);
+            }
         }
         self.ids_sweep_at = IDS_SWEEP_MINIMUM.max(2 * self.seen_event_ids.len()).min(cap + cap / 8);
     }
@@ -261,7 +275,9 @@ impl CustomerState {
         for index in old {
             self.tiles.remove(&index);
             changes.tiles.remove(&index);
-            changes.deleted_tiles.insert(index);
+            if !changes.fresh_tiles.remove(&index) {
+                changes.deleted_tiles.insert(index);
+            }
         }
         self.tile_floor = self.tiles.keys().min().copied();
     }

@@ -108,6 +108,7 @@ def report_json(report: LoadReport) -> dict[str, Any]:
         "coordinates": report.coordinates,
         "load_id": report.load_id,
         "seconds": round(report.seconds, 3),
+        "read_seconds": round(report.read_seconds, 3),
         "events_per_second": round(report.events / report.seconds) if report.seconds > 0 else None,
     }
     if report.left_to_topic:

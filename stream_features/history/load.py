@@ -89,6 +89,7 @@ class LoadReport:
     ranges: dict[int, tuple[int, int, int]] = field(default_factory=dict)
     dead_letter_file: str | None = None
     seconds: float = 0.0
+    read_seconds: float = 0.0  # reading, validating and scattering the files
     dry_run: bool = False
 
     @property
@@ -118,6 +119,7 @@ def run_load(config: ServiceConfig, options: LoadOptions, *, clock: Callable[[],
             )
             progress.start_reading(estimate)
             customers = _scatter(files, settings, options, spill, letters, report, progress)
+            report.read_seconds = time.monotonic() - started
             if spill is None:
                 report.customers = customers
             else:
