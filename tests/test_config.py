@@ -47,12 +47,19 @@ def test_one_default_topic_and_prefix_for_the_service_and_the_writer() -> None:
 
 
 def test_layers_import_in_one_direction() -> None:
-    """core imports no other layer; store imports neither ingest nor query (README, Development)."""
+    """core imports no other layer; store imports neither ingest nor query; ingest and query do not
+    import history, which builds on core, store and ingest (README, Development)."""
     import ast
     from pathlib import Path
 
     package = Path(__file__).resolve().parents[1] / "stream_features"
-    forbidden = {"core": ("ingest", "query", "store"), "store": ("ingest", "query")}
+    forbidden = {
+        "core": ("ingest", "query", "store", "history"),
+        "store": ("ingest", "query", "history"),
+        "ingest": ("query", "history"),
+        "query": ("history",),
+        "history": ("query",),
+    }
     for layer, others in forbidden.items():
         for path in (package / layer).rglob("*.py"):
             for node in ast.walk(ast.parse(path.read_text())):
