@@ -246,9 +246,11 @@ def _judge_row(
     coordinates = _coordinates(partition, offset) if settings.coordinates else None
     if coordinates is not None:
         batch.set_position(index, *coordinates)
+    if isinstance(obj.get("attributes"), _Unparsable):
+        if obj.get("type") == "profile":
+            return InvalidEvent("malformed_json", "attributes is not JSON text"), coordinates
+        del obj["attributes"]  # on other types an unknown field, ignored as any other
     try:
-        if isinstance(obj.get("attributes"), _Unparsable):
-            raise InvalidEvent("malformed_json", "attributes is not JSON text")
         event = validate_event(obj, now=settings.now, max_future_skew_seconds=settings.max_future_skew_seconds)
     except InvalidEvent as exc:
         return exc, coordinates
