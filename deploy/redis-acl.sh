@@ -19,7 +19,7 @@ umask 077  # the file holds password hashes: readable by its owner only
   # loading customers (HGETALL), the watermark hash (reset with DEL+HSET), INFO for the memory
   # gauges; keys under the prefix only, no pub/sub, no admin commands.
   echo "user sf-consumer on #$(hash "$SF_REDIS_CONSUMER_PASSWORD") resetkeys ~${PREFIX}:* resetchannels -@all" \
-    "+ping +hgetall +hmget +hget +hset +hdel +del +expire +evalsha +eval +script|load +info"
+    "+ping +hgetall +hmget +hget +hset +hsetnx +hdel +del +expire +time +evalsha +eval +script|load +info"
   # The API and status page: read-only key access (%R~) and read-only commands.
   echo "user sf-api on #$(hash "$SF_REDIS_API_PASSWORD") resetkeys %R~${PREFIX}:* resetchannels -@all" \
     "+ping +hgetall +hmget +hlen +info +dbsize +randomkey +memory|usage"

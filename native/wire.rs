@@ -242,6 +242,11 @@ pub fn decode(data: &[u8], now: f64, max_future_skew_seconds: f64) -> Option<Eve
     if data.len() > MAX_MESSAGE_BYTES || nesting_deeper_than(data, MAX_NESTING) || has_surrogate_escape(data) {
         return None;
     }
+    // serde skips an unknown field's string without checking its UTF-8; Python refuses the
+    // whole message (malformed_json): Python decides those.
+    if std::str::from_utf8(data).is_err() {
+        return None;
+    }
     let raw: Raw = serde_json::from_slice(data).ok()?;
     validate(raw, now, max_future_skew_seconds)
 }
@@ -360,6 +365,12 @@ mod tests {
         for tail in [&b"\\"[..], b"\\u", b"\\ud", b"x\\"] {
             assert!(!has_surrogate_escape(tail));
         }
+    }
+
+    #[test]
+    fn invalid_utf8_anywhere_is_left_to_python() {
+        let bad = b"{\"type\":\"support\",\"customer_id\":\"c\",\"timestamp\":\"20260\",\"x\":\" \xb0\x90 \"}";
+        assert_eq!(decode(bad, 1e10, 0.0), None);
     }
 
     #[test]

@@ -49,8 +49,9 @@ class ServiceConfig:
     # Longest a single write call should hold Redis (µs, by the writer's cost model): a customer
     # whose events would take longer is written in several calls, each atomic with its offsets.
     write_call_budget_us: float = 800.0
-    # Memory for the consumer's cached customer states (a reload from Redis costs two HGETALLs).
-    writer_cache_mb: int = 1024
+    # Memory for the consumer's cached customer states (a reload from Redis costs two HGETALLs);
+    # 0: an eighth of the machine's memory, at least 256 MB (``writer_cache_bytes``).
+    writer_cache_mb: int = 0
     # With no traffic, how often the consumer compares Redis's watermarks with its own (a wipe or
     # restore is replayed, a history load's hold is honoured, within about this long).
     idle_check_seconds: float = 1.0
@@ -139,6 +140,16 @@ class ServiceConfig:
         found = [value for key, value in self.kafka_options.items() if _is_secret(key)]
         found += _url_secrets(self.redis_url) + _url_secrets(self.redis_read_url or "")
         return [value for value in found if value]
+
+    def writer_cache_bytes(self) -> int:
+        """The writer's cache size: the setting, or an eighth of the machine's memory."""
+        if self.writer_cache_mb > 0:
+            return self.writer_cache_mb << 20
+        try:
+            physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError):
+            physical = 8 << 30
+        return max(256 << 20, physical // 8)
 
     def with_overrides(self, **changes: Any) -> ServiceConfig:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})

@@ -99,7 +99,7 @@ class FeatureConsumer:
             topic=config.topic,
             prefix=config.key_prefix,
             call_budget_us=config.write_call_budget_us,
-            cache_bytes=config.writer_cache_mb << 20,
+            cache_bytes=config.writer_cache_bytes(),
         )
         self._consumer: Consumer | None = None
         self._dlq: DeadLetterProducer | None = None

@@ -184,6 +184,14 @@ class FeatureReader(_ReaderBase):
     def ping(self) -> bool:
         return bool(self._client.ping())
 
+    def readiness_problem(self) -> str | None:
+        """Why lookups should not be sent here now (a replica that lost its primary), or None.
+        Raises when Redis does not answer."""
+        if self._cluster:
+            self._client.ping()
+            return None
+        return readiness_problem(self._client.info("replication"))
+
 
 class AsyncFeatureReader(_ReaderBase):
     """The same answers as ``FeatureReader`` over ``redis.asyncio`` (used by the HTTP API)."""
