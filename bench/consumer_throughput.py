@@ -176,6 +176,7 @@ class Variant:
     fsync: str  # Redis appendfsync during the run
     consumer_class: type[_TimedConsumer] = _TimedConsumer
     shape: Shape | None = None  # None: the first shape
+    write_call_budget_us: float | None = None  # None: the shipped budget
 
 
 def shapes(args: argparse.Namespace) -> list[Shape]:
@@ -194,6 +195,8 @@ def variants(args: argparse.Namespace) -> list[Variant]:
     chosen = [Variant(policy, policy) for policy in policies]
     if args.previous_batching:
         chosen.append(Variant(f"{policies[0]}, previous batch cut", policies[0], _TimedPreviousBatching))
+    if args.unbounded_calls:  # the previous release's calls: 64 customers whatever their size
+        chosen.append(Variant(f"{policies[0]}, no write-call budget", policies[0], write_call_budget_us=1e12))
     first, *others = shapes(args)
     if others:  # the first shape under the first policy is the baseline of every other shape
         chosen = [replace(variant, label=f"{variant.label}, {first.label}", shape=first) for variant in chosen]
@@ -247,6 +250,11 @@ def main() -> None:
         "--rounds", type=int, default=3, help="rounds of every variant, the order rotated each round (default 3)"
     )
     parser.add_argument(
+        "--unbounded-calls",
+        action="store_true",
+        help="also run ours without the write-call budget (the previous release's 64 customers a call)",
+    )
+    parser.add_argument(
         "--shapes",
         help="EVENTS:CUSTOMERS,... topics of several shapes (e.g. 1000000:100000,5000000:1000000: the second's "
         "events/s against the first's in the same round); default --events:--customers",
@@ -293,6 +301,8 @@ def main() -> None:
                 shape = variant.shape or first_shape
                 topic, records = topics[shape]
                 run = replace(topic, group_id=f"{topic.group_id}-{tag}", key_prefix=f"{topic.key_prefix}-{tag}")
+                if variant.write_call_budget_us is not None:
+                    run = replace(run, write_call_budget_us=variant.write_call_budget_us)
                 memory_before = client.info("memory")["used_memory"]
                 result: dict[str, float] = {"round": round_index, "position": position}
                 result.update(run_ours(run, records, variant.consumer_class))
