@@ -55,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser, timestamp: Any, positive_int:
         help="JSON Lines file for invalid rows (default ./backfill-dead-letters.jsonl)",
     )
     parser.add_argument(
-        "--load-id", help="name of a load without coordinates (default: from the files' paths and sizes)"
+        "--load-id", help="name of a load without coordinates (default: from the files' names and sizes)"
     )
     parser.add_argument(
         "--work-dir", type=Path, help="folder for the spill files (default: the system's temporary folder)"

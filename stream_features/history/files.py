@@ -131,11 +131,11 @@ def _source(path: Path) -> SourceFile:
 
 
 def load_identity(files: Sequence[SourceFile]) -> str:
-    """A default name for a load: the same files (paths and sizes) give the same name, so running
-    the same load again finds what it already applied."""
+    """A default name for a load: the same files (names and sizes, in order) give the same name,
+    so running the same load again, also from another folder, finds what it already applied."""
     digest = hashlib.sha256()
     for source in files:
-        digest.update(f"{source.path.resolve()}\0{source.size}\n".encode())
+        digest.update(f"{source.path.name}\0{source.size}\n".encode())
     return digest.hexdigest()[:16]
 
 

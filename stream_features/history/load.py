@@ -393,12 +393,11 @@ class _Applier:
         """Customers rebuilt from the files start from nothing (``handover.py``, rebuild)."""
         if not customers:
             return
-        keys = [key for c in customers for key in (tiles_key(c, self._prefix), aux_key(c, self._prefix))]
-
         def delete() -> None:
+            # One DEL per customer: its two keys share a hash slot (Redis Cluster routes each).
             pipe = self._client.pipeline(transaction=False)
-            for start in range(0, len(keys), 1000):
-                pipe.delete(*keys[start : start + 1000])
+            for customer in customers:
+                pipe.delete(tiles_key(customer, self._prefix), aux_key(customer, self._prefix))
             pipe.execute()
 
         _retry(delete)
