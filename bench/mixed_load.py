@@ -314,6 +314,7 @@ class Ingest:
     servers: Servers
     views: dict[str, RedisView]
     timeout: float
+    consumer_nice: int = 0
 
     def run(self, label: str, during: Any = None) -> dict[str, Any]:
         """One full ingest into a fresh key prefix; ``during(started)`` starts lookups once the
@@ -327,7 +328,8 @@ class Ingest:
         watermarks = Watermarks(self.servers.primary, prefix=config.key_prefix, topic=config.topic)
         primary_view = self.views["primary"]
         log = tempfile.TemporaryFile("w+")  # noqa: SIM115 (closed below) a file: a chatty consumer never blocks
-        consumer = subprocess.Popen(_consume_command(config), stdout=subprocess.DEVNULL, stderr=log, text=True)
+        command = _consume_command(config, self.consumer_nice)
+        consumer = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log, text=True)
         collect = None
         try:
             deadline = time.monotonic() + self.timeout
@@ -361,8 +363,12 @@ class Ingest:
         return result
 
 
-def _consume_command(config: ServiceConfig) -> list[str]:
+def _consume_command(config: ServiceConfig, consumer_nice: int) -> list[str]:
+    # On a small shared host the consumer can run below Redis's CPU priority (--consumer-nice):
+    # Redis and the lookups then get the cores first whenever they have work.
+    nice = ["nice", "-n", str(consumer_nice)] if consumer_nice else []
     command = [
+        *nice,
         sys.executable,
         "-m",
         "stream_features",
@@ -433,7 +439,9 @@ def main() -> None:
         script = wrk_script(ids, workdir)
         ports = {target: _serve(target, url, config, prefix, cleanup) for target, url in servers.targets.items()}
         views = {name: RedisView(client) for name, client in servers.clients.items()}
-        ingest = Ingest(config, produced, servers, views, timeout=args.max_run_seconds)
+        ingest = Ingest(
+            config, produced, servers, views, timeout=args.max_run_seconds, consumer_nice=args.consumer_nice
+        )
         rounds = [_round(n, args, ids, prefix, servers, ingest, ports, script) for n in range(args.rounds)]
     write_results(
         "mixed_load",
@@ -651,6 +659,9 @@ def _arguments() -> argparse.Namespace:
         default=[],
         metavar="NAME=VALUE",
         help="CONFIG SET on the benchmark's servers after start (repeatable), e.g. auto-aof-rewrite-min-size=64mb",
+    )
+    parser.add_argument(
+        "--consumer-nice", type=int, default=0, help="run the consumer at this nice level (default 0: as Redis)"
     )
     parser.add_argument("--max-run-seconds", type=float, default=900, help="a step that takes longer fails")
     args = parser.parse_args()

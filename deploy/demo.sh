@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole product in one command, on a fresh machine:
 #   installs the package, starts Kafka and Redis (deploy/services.sh), starts the consumer and the
-#   API in the background, feeds generated events, and prints a few customers' features.
+#   API in the background, loads generated history from a file (backfill) and feeds the last week
+#   to the topic, and prints a few customers' features.
 # Usage: bash deploy/demo.sh [start|stop]     Env: DEMO_EVENTS (60000), DEMO_CUSTOMERS (3000), API_PORT (8000)
 source "$(dirname "$0")/common.sh"
 ROOT="$(cd "$DEPLOY_DIR/.." && pwd)"
@@ -46,9 +47,28 @@ start_demo() {
     nohup stream-features serve --port "$API_PORT" >"$LOG_DIR/api.log" 2>&1 &
     echo $! >"$SF_HOME/demo-api.pid"
   fi
-  echo "demo: generating $EVENTS events for $CUSTOMERS customers and producing them"
+  echo "demo: generating $EVENTS events for $CUSTOMERS customers over 120 days"
   stream-features generate --events "$EVENTS" --customers "$CUSTOMERS" --seed "$(date +%s)" -o "$SF_HOME/demo-events.jsonl"
-  stream-features produce "$SF_HOME/demo-events.jsonl"
+  # The day a team adopts it: what happened before the last week is history in a file (loaded
+  # with backfill), the last week arrives on the topic.
+  python3 - "$SF_HOME" <<'PY'
+import json, sys, time
+from pathlib import Path
+from stream_features.core.timeparse import parse_timestamp
+home, cut = Path(sys.argv[1]), time.time() - 7 * 86400
+with (home / "demo-events.jsonl").open("rb") as source, (home / "demo-history.jsonl").open("wb") as history, \
+        (home / "demo-live.jsonl").open("wb") as live:
+    for line in source:
+        try:
+            moment = parse_timestamp(json.loads(line)["timestamp"])
+        except Exception:
+            moment = cut  # not an event: the consumer dead-letters it
+        (history if moment < cut else live).write(line)
+PY
+  echo "demo: loading the history file (stream-features backfill)"
+  stream-features backfill "$SF_HOME/demo-history.jsonl" --dead-letters "$SF_HOME/demo-history-dead-letters.jsonl"
+  echo "demo: producing the last week to the topic"
+  stream-features produce "$SF_HOME/demo-live.jsonl"
   echo "demo: waiting for the consumer to catch up (status: http://127.0.0.1:$API_PORT/status)"
   python3 - "$API_PORT" <<'PY'
 import json, sys, time, urllib.request

@@ -288,6 +288,7 @@ def _apply_and_hand_over(
                 for cap, hits in writer.take_cap_hits().items():
                     report.caps_reached[cap] = report.caps_reached.get(cap, 0) + hits
                 writer.forget_all()
+                del batch  # one bucket in memory at a time: free it before the next is read
         finally:
             applier.close()
             writer.close()
@@ -393,6 +394,7 @@ class _Applier:
         """Customers rebuilt from the files start from nothing (``handover.py``, rebuild)."""
         if not customers:
             return
+
         def delete() -> None:
             # One DEL per customer: its two keys share a hash slot (Redis Cluster routes each).
             pipe = self._client.pipeline(transaction=False)
