@@ -525,17 +525,6 @@ mod tests {
     }
 
     #[test]
-    fn the_purge_delay_option_is_the_one_before_numa_nodes() {
-        // SAFETY: plain reads and stores of mimalloc's option table.
-        unsafe {
-            let numa = libmimalloc_sys::mi_option_get(libmimalloc_sys::mi_option_use_numa_nodes);
-            libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, ALLOCATOR_PURGE_DELAY_MS);
-            assert_eq!(libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY), ALLOCATOR_PURGE_DELAY_MS);
-            assert_eq!(libmimalloc_sys::mi_option_get(libmimalloc_sys::mi_option_use_numa_nodes), numa);
-        }
-    }
-
-    #[test]
     fn versions_are_unique_tokens() {
         let mut seen = std::collections::HashSet::new();
         let mut state = 7;
@@ -594,21 +583,8 @@ fn empty_batch(partitions: Vec<i32>, offsets: Vec<i64>) -> PyResult<Batch> {
     Ok(batch)
 }
 
-/// How long mimalloc keeps freed memory before giving it back to the kernel. Its default (10 ms)
-/// returns a batch's memory between batches, and the next batch pays for the kernel zeroing it
-/// again: a third of a history load's CPU. Two seconds keep a busy process's memory for reuse
-/// and still return it when the process goes idle.
-const ALLOCATOR_PURGE_DELAY_MS: std::os::raw::c_long = 2000;
-/// `mi_option_purge_delay` in mimalloc's option enum (v2 and v3 alike; the Rust bindings do not
-/// name it): the option just before `mi_option_use_numa_nodes`.
-const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = libmimalloc_sys::mi_option_use_numa_nodes - 1;
-
 #[pymodule]
 fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
-    // SAFETY: setting an option is a plain store in mimalloc's option table.
-    unsafe {
-        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, ALLOCATOR_PURGE_DELAY_MS);
-    }
     module.add_class::<Core>()?;
     module.add_class::<Batch>()?;
     module.add_class::<Prepared>()?;

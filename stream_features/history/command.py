@@ -63,8 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser, timestamp: Any, positive_int:
     parser.add_argument(
         "--bucket-events",
         type=positive_int,
-        default=1_000_000,
-        help="events held in memory at once (default 1000000, about 300 MB)",
+        default=500_000,
+        help="events held in memory at once (default 500000, about 0.5 GB with the writer)",
     )
     parser.add_argument("--json", action="store_true", help="print the report as JSON on standard output")
     parser.add_argument("--no-progress", action="store_true")

@@ -67,7 +67,7 @@ class LoadOptions:
     dead_letters: Path | None = Path("backfill-dead-letters.jsonl")
     work_dir: Path | None = None
     load_id: str | None = None
-    bucket_events: int = 1_000_000
+    bucket_events: int = 500_000
     show_progress: bool = True
 
 
