@@ -10,6 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
 
 from .hostile import hostile_records
 from .streaming import Pipeline, assert_same_state, memory_engine, recent_events, stop, wait_until
@@ -103,6 +105,41 @@ def test_two_consumers_with_rebalance_mid_stream(pipeline: Pipeline) -> None:
     now = time.time()
     engine, _ = memory_engine(lines, now)
     assert assert_same_state(engine, pipeline, as_of=now) > 1500
+
+
+def test_a_partition_that_comes_back_is_never_committed_behind_its_last_owner(pipeline: Pipeline) -> None:
+    """Partitions move to a second consumer, which reads on, and come back when it leaves. The
+    first consumer must not commit its own older offsets for them again when it next commits:
+    the group would show lag that never drains (and a drain with --exit-when-idle never ends)."""
+    lines = recent_events(9000, 600, seed=14)
+    pipeline.produce(lines[:4000])
+    first = pipeline.start_consumer("--batch-size", "500", "--client-id", "first-{pid}")
+    pipeline.wait_all_committed()
+    second = pipeline.start_consumer("--batch-size", "500", "--client-id", "second-{pid}")
+    wait_until(lambda: _both_hold_partitions(pipeline), timeout=60, what="the second consumer to get partitions")
+    kept = _partitions_of(pipeline, "first-")
+    pipeline.produce(lines[4000:8000])  # the second consumer reads its partitions on
+    pipeline.wait_all_committed()
+    assert stop(second) == 0
+    wait_until(lambda: pipeline.members() == [[0, 1, 2, 3]], timeout=60, what="the first consumer to take all back")
+    # Records on a partition the first consumer kept: settling them makes it commit.
+    producer = Producer({"bootstrap.servers": pipeline.bootstrap})
+    for line in lines[8000:]:
+        producer.produce(pipeline.topic, value=line, partition=kept[0])
+    assert producer.flush(30) == 0
+    pipeline.wait_all_committed(timeout=30)
+    assert first.poll() is None and stop(first) == 0
+
+
+def _partitions_of(pipeline: Pipeline, client_prefix: str) -> list[int]:
+    admin = AdminClient({"bootstrap.servers": pipeline.bootstrap})
+    group = admin.describe_consumer_groups([pipeline.group])[pipeline.group].result(timeout=10)
+    return sorted(
+        tp.partition
+        for member in group.members
+        if member.client_id.startswith(client_prefix)
+        for tp in member.assignment.topic_partitions
+    )
 
 
 def _both_hold_partitions(pipeline: Pipeline) -> bool:

@@ -412,8 +412,12 @@ class FeatureConsumer:
         self._commit(ahead, now=True)
 
     def _forget_settled(self, partitions: list[TopicPartition]) -> None:
+        # What we last committed for a partition we no longer own goes stale as its next owner
+        # moves on; kept, it would be committed again (behind the owner) if the partition came
+        # back to us, and the group would show lag that never drains.
         for tp in partitions:
             self._settled_to.pop(tp.partition, None)
+            self._committed.pop(tp.partition, None)
 
     def _check_idle_rollback(self) -> None:
         """With no traffic nothing is written, so nothing would notice Redis going back in time
