@@ -33,7 +33,10 @@ stop_demo() {
 
 start_demo() {
   cd "$ROOT"
-  if ! python3 -c "import stream_features._native" 2>/dev/null || ! command -v stream-features >/dev/null; then
+  # Installed from this checkout? (Checked outside it: inside, Python imports the folder itself.)
+  local installed
+  installed=$(cd / && python3 -c "import os, stream_features._native as n; print(os.path.dirname(os.path.dirname(n.__file__)))" 2>/dev/null || true)
+  if [ "$installed" != "$ROOT" ] || ! command -v stream-features >/dev/null; then
     echo "demo: installing stream_features (pip install -e .; builds the Rust core, about a minute)"
     require_cargo
     python3 -m pip install -q -e .
