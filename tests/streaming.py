@@ -51,6 +51,7 @@ class Pipeline:
     prefix: str
     partitions: int = 4
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    probes: list[Consumer] = field(default_factory=list)
     redis_options: dict[str, Any] = field(default_factory=dict)  # e.g. TLS files for reader()
     cluster: bool = False  # Redis Cluster: readers and state checks use a cluster client
     # A user allowed to SCAN and read TTLs, for the stored-state check (redis_url's user may not be).
@@ -139,6 +140,9 @@ class Pipeline:
             if process.poll() is None:
                 process.kill()
                 process.wait(timeout=10)
+        for probe in self.probes:
+            probe.close()
+        self.probes.clear()
 
     def committed(self) -> int:
         """Sum of the group's committed offsets over the topic's partitions."""
@@ -159,6 +163,40 @@ class Pipeline:
             return total
         finally:
             consumer.close()
+
+    def lag_probe(self) -> Callable[[], int]:
+        """The group's lag (log ends minus committed offsets, over the topic's partitions) from one
+        client kept open, for a test that times how soon lag shows: a client per reading would
+        spend the time measured on connecting. Closed with the pipeline."""
+        probe = Consumer({"bootstrap.servers": self.bootstrap, "group.id": self.group})
+        self.probes.append(probe)
+        parts = [TopicPartition(self.topic, p) for p in range(self.partitions)]
+
+        def lag() -> int:
+            committed = probe.committed(parts, timeout=10)
+            ends = [probe.get_watermark_offsets(tp, timeout=10)[1] for tp in parts]
+            return sum(ends) - sum(max(tp.offset, 0) for tp in committed)
+
+        return lag
+
+    def offsets_report(self) -> str:
+        """Per partition: the group's committed offset and the log end, and who holds what (for
+        a failing test's message)."""
+        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": self.group})
+        try:
+            parts = [TopicPartition(self.topic, p) for p in range(self.partitions)]
+            committed = {tp.partition: tp.offset for tp in consumer.committed(parts, timeout=10)}
+            ends = {p: consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=10)[1] for p in committed}
+        finally:
+            consumer.close()
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        group = admin.describe_consumer_groups([self.group])[self.group].result(timeout=10)
+        owners = {
+            member.client_id: sorted(tp.partition for tp in member.assignment.topic_partitions)
+            for member in group.members
+        }
+        rows = ", ".join(f"{p}: committed {committed[p]} of {ends[p]}" for p in sorted(committed))
+        return f"offsets {rows}; owners {owners}"
 
     def members(self) -> list[list[int]]:
         """The broker's view of the group: each member's partitions of the topic, sorted."""

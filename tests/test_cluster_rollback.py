@@ -56,8 +56,8 @@ def test_one_shard_restored_from_an_older_copy_under_two_consumers(
     # In two parts, so the copy is taken mid-ingest however fast the consumers are.
     pipeline.produce(lines[:4000])
     try:
-        first = pipeline.start_consumer("--batch-size", "500", "--exit-when-idle", "10")
-        second = pipeline.start_consumer("--batch-size", "500", "--exit-when-idle", "10")
+        first = pipeline.start_consumer("--batch-size", "500", "--exit-when-idle", "10", "--log-level", "info")
+        second = pipeline.start_consumer("--batch-size", "500", "--exit-when-idle", "10", "--log-level", "info")
         wait_until(lambda: pipeline.committed() >= 4000, timeout=120, what="some ingested")
         shard = cluster[1]
         shard.snapshot(tmp_path / "older")
@@ -74,11 +74,12 @@ def test_one_shard_restored_from_an_older_copy_under_two_consumers(
             except subprocess.TimeoutExpired:
                 import signal
 
+                report = pipeline.offsets_report()
                 for c in (first, second):
                     c.send_signal(signal.SIGABRT)
                 time.sleep(2)
-                text = "\n=====\n".join(c.stderr.read().decode()[-6000:] for c in (first, second) if c.stderr)
-                raise AssertionError(text) from None
+                text = "\n=====\n".join(c.stderr.read().decode()[-8000:] for c in (first, second) if c.stderr)
+                raise AssertionError(report + "\n" + text) from None
         pipeline.wait_all_committed(timeout=60)
     finally:
         pipeline.cleanup()

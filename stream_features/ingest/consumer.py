@@ -448,16 +448,17 @@ class FeatureConsumer:
         """Replay every owned partition from what Redis holds now (see resume.py)."""
         assert self._consumer is not None
         self._rolled_back = False
-        rewound = self._resume.rewind(self._consumer)
+        resumes = self._resume.rewind(self._consumer)
         self._resume.pause_held(self._consumer)
-        if rewound:
+        log.info("read again from %s", resumes)
+        if resumes:
             # Committed at once and waited for: Kafka's group lag (what dashboards, Burrow and
             # kafka-consumer-groups show) counts the records to replay from now, not from the
             # first replayed batch.
-            self._committed.update(rewound)
+            self._committed.update(resumes)
             self._commit_due = False
             self._last_commit = time.monotonic()
-            offsets = [TopicPartition(self.config.topic, p, o) for p, o in rewound.items() if p in self._assigned]
+            offsets = [TopicPartition(self.config.topic, p, o) for p, o in resumes.items() if p in self._assigned]
             try:
                 self._consumer.commit(offsets=offsets, asynchronous=False)
             except KafkaException as exc:

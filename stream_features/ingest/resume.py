@@ -215,25 +215,29 @@ class ResumePoints:
     def rewind(self, consumer: Consumer) -> dict[int, int]:
         """Redis went back in time: forget every cached state and replay each owned partition
         from the watermark Redis holds now (none: from the earliest retained offset). Returns
-        where each replayed partition resumes, for the consumer to commit at once: the group's
-        lag then shows the records to replay, as every Kafka dashboard reads it."""
+        where each partition resumes (those with a watermark), for the consumer to commit at
+        once: the group's lag then shows the records to replay, as every Kafka dashboard reads
+        it, and a partition whose last write this consumer saw refused (another Redis Cluster
+        shard still ahead) but that Redis holds to its end is committed there too."""
         self._writer.forget_all()
         self._started.clear()
         owned = [p for p in self._expected if p not in self.held]
         stored = self._call(lambda: self._watermarks.read(owned))
         held = self._call(lambda: self._watermarks.holds(owned))
-        rewound: dict[int, int] = {}
+        resumes: dict[int, int] = {}
         for partition in owned:
             if partition in held:  # read after the history load hands it over (resume_released)
                 self.held[partition] = held[partition]
                 continue
             mark = stored.get(partition)
             was = self._position.get(partition)
+            start = mark
             if was is not None:
-                start = self._report_rollback(partition, mark, was, consumer)
+                start = self._report_rollback(partition, mark, was, consumer)  # no state: the log start
                 if start < was:
                     self._replay(partition, start, was)
-                    rewound[partition] = start
+            if start is not None:
+                resumes[partition] = start
             consumer.seek(TopicPartition(self._topic, partition, OFFSET_BEGINNING if mark is None else mark))
             self._expected[partition] = mark
             if mark is None:
@@ -241,7 +245,7 @@ class ResumePoints:
             else:
                 self._position[partition] = mark
         self._publish_replays()
-        return rewound
+        return resumes
 
     def _replay(self, partition: int, start: int, until: int) -> None:
         """Note a replay of ``start..until`` (one already under way keeps its start time)."""
