@@ -19,15 +19,22 @@ NOW = 1_800_000_000.0
 SETTINGS = EngineSettings()
 
 
+def purchase(
+    customer: str, event_id: str, timestamp: float, amount: float, partition: int, offset: int
+) -> PendingEvent:
+    raw = (
+        f'{{"type": "purchase", "customer_id": "{customer}", "event_id": "{event_id}",'
+        f' "timestamp": {timestamp}, "amount": {amount}}}'
+    )
+    return PendingEvent(decode_event(raw.encode(), now=NOW), partition, offset)
+
+
 def purchases(customer: str, first_offset: int, count: int, partition: int = 0) -> list[PendingEvent]:
-    events = []
-    for index in range(count):
-        raw = (
-            f'{{"type": "purchase", "customer_id": "{customer}", "event_id": "p{partition}-{first_offset + index}",'
-            f' "timestamp": {NOW - 86400 + 60 * (first_offset + index)}, "amount": {index + 1}}}'
-        )
-        events.append(PendingEvent(decode_event(raw.encode(), now=NOW), partition, first_offset + index))
-    return events
+    offsets = range(first_offset, first_offset + count)
+    return [
+        purchase(customer, f"p{partition}-{o}", NOW - 86400 + 60 * o, o - first_offset + 1, partition, o)
+        for o in offsets
+    ]
 
 
 def purchase_count(client: redis.Redis, prefix: str, customer: str) -> int:
@@ -79,14 +86,10 @@ def test_an_error_reply_is_raised_not_retried_as_a_conflict(redis_client: redis.
 
 def hourly_purchases(customer: str, count: int, *, partition: int = 0, first_offset: int = 0) -> list[PendingEvent]:
     """Purchases an hour apart: each lands in a tile of its own (two fields per event: tile, id)."""
-    events = []
-    for index in range(count):
-        raw = (
-            f'{{"type": "purchase", "customer_id": "{customer}", "event_id": "h{partition}-{index}",'
-            f' "timestamp": {NOW - 3600 * (count - index)}, "amount": {index % 7 + 0.25}}}'
-        )
-        events.append(PendingEvent(decode_event(raw.encode(), now=NOW), partition, first_offset + index))
-    return events
+    return [
+        purchase(customer, f"h{partition}-{i}", NOW - 3600 * (count - i), i % 7 + 0.25, partition, first_offset + i)
+        for i in range(count)
+    ]
 
 
 def engine_features(events: list[PendingEvent], customer: str) -> dict[str, object]:

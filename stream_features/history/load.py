@@ -39,7 +39,7 @@ from .._native import Batch, Spill
 from ..config import ServiceConfig, redis_client
 from ..errors import ConfigurationError
 from ..store.keys import aux_key, tiles_key
-from ..store.transient import is_transient
+from ..store.transient import is_transient, retry_transient
 from ..store.watermarks import Watermarks
 from ..store.writer import StateWriter
 from .dead_rows import DeadRowFile
@@ -408,16 +408,11 @@ class _Applier:
 
 def _retry(call: Callable[[], T]) -> T:
     """Wait out Redis outages that end by themselves (``store/transient.py``), with back-off."""
-    delay = 0.1
-    while True:
-        try:
-            return call()
-        except redis.RedisError as exc:
-            if not is_transient(exc):
-                raise
-            log.warning("redis unavailable, retrying in %.1fs: %s", delay, exc)
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
+
+    def waiting(exc: redis.RedisError, delay: float) -> None:
+        log.warning("redis unavailable, retrying in %.1fs: %s", delay, exc)
+
+    return retry_transient(call, on_wait=waiting, max_delay=5.0)
 
 
 def reasons_summary(report: LoadReport) -> str:

@@ -40,7 +40,7 @@ from ..config import ServiceConfig, redis_client
 from ..core.customer_state import TOO_LATE_MESSAGE, Outcome
 from ..errors import ConfigurationError, ServiceUnavailable, Stopped
 from ..metrics import FRESHNESS_BUCKETS, ConsumerMetrics, observe_many
-from ..store.transient import is_transient
+from ..store.transient import retry_transient
 from ..store.watermarks import Watermarks
 from ..store.writer import StateWriter
 from .dead_letters import DeadLetter, DeadLetterProducer
@@ -535,20 +535,14 @@ class FeatureConsumer:
             log.warning("offset commit failed (the next one covers it): %s", error)
 
     def _retry(self, target: str, call: Callable[[], T]) -> T:
-        delay = 0.1
-        while True:
-            try:
-                return call()
-            except redis.RedisError as exc:
-                if not is_transient(exc):
-                    raise
-                if self.stop_event.is_set():
-                    raise Stopped() from exc
-                self.progress.beat()  # waiting out an outage is not being stuck
-                self.metrics.retries.labels(target).inc()
-                log.warning("%s unavailable, retrying in %.1fs: %s", target, delay, exc)
-                self.stop_event.wait(delay)
-                delay = min(delay * 2, MAX_RETRY_DELAY_SECONDS)
+        def waiting(exc: redis.RedisError, delay: float) -> None:
+            if self.stop_event.is_set():
+                raise Stopped() from exc
+            self.progress.beat()  # waiting out an outage is not being stuck
+            self.metrics.retries.labels(target).inc()
+            log.warning("%s unavailable, retrying in %.1fs: %s", target, delay, exc)
+
+        return retry_transient(call, on_wait=waiting, max_delay=MAX_RETRY_DELAY_SECONDS, sleep=self.stop_event.wait)
 
     def _on_stats(self, raw: str) -> None:
         """librdkafka statistics (every few seconds, from the poll loop): per-partition lag."""

@@ -7,8 +7,14 @@ key, a missing permission, a script bug) is not fixed by waiting and is raised.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
 import redis
 from redis import exceptions
+
+T = TypeVar("T")
 
 # Classes redis-py raises for conditions that pass: connection lost, timeouts, LOADING, READONLY
 # (a demoted primary), OOM (memory is freed by eviction or expiry), CLUSTERDOWN, TRYAGAIN,
@@ -40,3 +46,25 @@ def is_transient(error: BaseException) -> bool:
         code = str(error).split(" ", 1)[0].upper()
         return code in _TRANSIENT_CODES
     return False
+
+
+def retry_transient(
+    call: Callable[[], T],
+    *,
+    on_wait: Callable[[redis.RedisError, float], None],
+    max_delay: float,
+    sleep: Callable[[float], object] = time.sleep,
+) -> T:
+    """``call()`` until it returns or fails with an error waiting does not fix; before each wait,
+    ``on_wait(error, delay)`` (logging, metrics; it may raise to give up), then ``sleep(delay)``,
+    the delay doubling from 0.1 s up to ``max_delay``."""
+    delay = 0.1
+    while True:
+        try:
+            return call()
+        except redis.RedisError as exc:
+            if not is_transient(exc):
+                raise
+            on_wait(exc, delay)
+            sleep(delay)
+            delay = min(delay * 2, max_delay)
