@@ -273,10 +273,7 @@ class ResumePoints:
     def _report_rollback(self, partition: int, mark: int | None, ahead: int, consumer: Consumer) -> int:
         """Log and count a rollback of ``partition`` to ``mark`` from ``ahead``; returns the
         offset its replay starts from."""
-        try:
-            log_start, _ = consumer.get_watermark_offsets(TopicPartition(self._topic, partition), timeout=5)
-        except KafkaException:
-            log_start = 0
+        log_start = self._log_start(consumer, partition)
         start = log_start if mark is None else mark
         replayed = max(ahead - start, 0)
         if replayed == 0:
@@ -304,6 +301,21 @@ class ResumePoints:
         self._metrics.rollbacks.inc()
         self._metrics.records_replayed.inc(replayed)
         return start
+
+    def _log_start(self, consumer: Consumer, partition: int) -> int:
+        """Kafka's first retained offset of ``partition``. From the last fetch response when it
+        has one: a query to an idle consumer's broker waits behind its long-poll fetch (up to
+        ``fetch.wait.max.ms``, 500 ms) and a rewind would spend that per partition before the
+        replay shows as lag."""
+        topic_partition = TopicPartition(self._topic, partition)
+        log_start, _ = consumer.get_watermark_offsets(topic_partition, cached=True)
+        if log_start >= 0:
+            return int(log_start)
+        try:
+            log_start, _ = consumer.get_watermark_offsets(topic_partition, timeout=5)
+        except KafkaException:
+            return 0
+        return int(log_start)
 
     def _call(self, call: Callable[[], T]) -> T:
         return self._retry("redis", call)  # type: ignore[return-value]
